@@ -1,0 +1,307 @@
+"""The ``broker`` command: ``api`` and ``worker`` for production, ``dev`` for local use.
+
+``broker dev`` supervises the API, one worker and, when ``REDIS_URL`` is unset, an
+embedded Redis-compatible server, each as a child process in a session of its own. It
+stops them all, the server last, on Ctrl-C, SIGTERM, SIGHUP, or when any of them exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from broker.settings import Settings, get_settings
+
+DEV_ENV = "BROKER_DEV"
+"""Set to ``1`` in the environment of the processes ``broker dev`` starts."""
+PARENT_ENV = "BROKER_DEV_PARENT"
+"""The process id of the ``broker dev`` that started this process."""
+
+# Long-lived streams (SSE, WebSocket) would otherwise hold a stopping API open forever.
+GRACEFUL_SHUTDOWN_S = 10
+# How long `broker dev` waits for a child to stop before it kills the child's group.
+STOP_GRACE_S = 15.0
+POLL_S = 0.2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``broker``; deployment tests validate commands with it."""
+    parser = argparse.ArgumentParser(
+        prog="broker", description="Interrupt broker: durable, shared LangGraph interrupts."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    api = commands.add_parser("api", help="serve the HTTP API (needs REDIS_URL)")
+    api.add_argument("--host", help="bind address (default: BROKER_HOST or 127.0.0.1)")
+    api.add_argument("--port", type=int, help="port (default: BROKER_PORT or 8000)")
+    api.add_argument("--workers", type=int, default=1, help="uvicorn processes (default: 1)")
+
+    commands.add_parser("worker", help="run a worker that executes agent runs (needs REDIS_URL)")
+
+    dev = commands.add_parser(
+        "dev",
+        help="run the API and a worker locally, with an embedded Redis unless REDIS_URL is set",
+    )
+    dev.add_argument("--host", default="127.0.0.1", help="API bind address (default: 127.0.0.1)")
+    dev.add_argument("--port", type=int, default=8000, help="API port (default: 8000)")
+    dev.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".broker-data"),
+        help="where the embedded Redis keeps its append-only file (default: ./.broker-data)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``broker`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command == "dev":
+        return _dev(args)
+    settings = get_settings()
+    try:
+        settings.require_redis_url()
+    except RuntimeError as exc:
+        print(f"broker {args.command}: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "api":
+        return _api(args, settings)
+    return _worker(settings)
+
+
+def _api(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    stop_with_parent()
+    uvicorn.run(
+        "broker.app:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        workers=args.workers,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+    return 0
+
+
+def _worker(settings: Settings) -> int:
+    import asyncio
+
+    from worker.main import run_worker
+
+    stop_with_parent()
+    try:
+        asyncio.run(run_worker(settings))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def stop_with_parent() -> None:
+    """In a child of ``broker dev``, send this process SIGTERM once ``broker dev`` is gone.
+
+    ``broker dev`` stops its children itself, unless it is killed with SIGKILL; this keeps
+    them from outliving it then, holding the port and the data dir.
+    """
+    parent = os.getppid()
+    if os.environ.get(PARENT_ENV) != str(parent):
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="stop-with-parent", daemon=True).start()
+
+
+@dataclass
+class _Child:
+    name: str
+    process: subprocess.Popen[bytes]
+
+
+class _Signals:
+    """Counts stop signals; handlers only record, the supervisor loop acts."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+
+
+def _dev(args: argparse.Namespace) -> int:
+    signals = _Signals()
+    signals.install()
+    redis_url = get_settings().redis_url
+    if _port_taken(args.host, args.port):
+        print(f"broker dev: port {args.port} is in use; pass --port", file=sys.stderr)
+        return 1
+
+    env = {**os.environ, DEV_ENV: "1", PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+    children: list[_Child] = []
+    server: _Child | None = None
+    try:
+        if redis_url:
+            redis_note = "from REDIS_URL"
+        else:
+            server, redis_url, server_pid = _start_embedded(args.data_dir, env)
+            if server_pid is None:
+                return 1
+            redis_note = f"embedded Valkey, data in {args.data_dir.resolve()}"
+        env["REDIS_URL"] = redis_url
+
+        cli = [sys.executable, "-m", "broker.cli"]
+        api_argv = [*cli, "api", "--host", args.host, "--port", str(args.port)]
+        children.append(_Child("api", _spawn(api_argv, env)))
+        children.append(_Child("worker", _spawn([*cli, "worker"], env)))
+        watched = children + ([server] if server else [])
+
+        base = f"http://{_display_host(args.host)}:{args.port}"
+        if not _wait_ready(f"{base}/healthz", watched, signals):
+            return _exit_code(watched, signals)
+
+        pids = " ".join(f"{c.name}={c.process.pid}" for c in watched)
+        if server:
+            pids += f" valkey-server={server_pid}"
+        print(
+            "\nbroker dev is running\n"
+            f"  API     {base}\n"
+            f"  Docs    {base}/docs\n"
+            f"  Redis   {_redacted(redis_url)}  ({redis_note})\n"
+            f"  PIDs    {pids}\n"
+            "Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+        while not signals.count and _first_exited(watched) is None:
+            time.sleep(POLL_S)
+        if signals.count:
+            print("broker dev: stopping", file=sys.stderr, flush=True)
+        return _exit_code(watched, signals)
+    finally:
+        # The API and the worker stop before the server they write to.
+        _stop(children, signals)
+        if server:
+            _stop([server], signals)
+
+
+def _spawn(
+    argv: list[str], env: dict[str, str], stdout: int | None = None
+) -> subprocess.Popen[bytes]:
+    # A session of its own: a terminal's Ctrl-C reaches only `broker dev`, which then stops
+    # the children in order, and killing the session's group also takes any grandchild.
+    return subprocess.Popen(argv, env=env, stdout=stdout, start_new_session=True)
+
+
+def _start_embedded(data_dir: Path, env: dict[str, str]) -> tuple[_Child, str, int | None]:
+    argv = [sys.executable, "-m", "broker._embedded", "--data-dir", str(data_dir)]
+    child = _Child("embedded-redis", _spawn(argv, env, stdout=subprocess.PIPE))
+    assert child.process.stdout is not None
+    # One line once the server answers PING; end of file if it could not start.
+    line = child.process.stdout.readline()
+    child.process.stdout.close()
+    if not line:
+        return child, "", None
+    info = json.loads(line)
+    return child, str(info["url"]), int(info["pid"])
+
+
+def _wait_ready(url: str, watched: list[_Child], signals: _Signals) -> bool:
+    while not signals.count and _first_exited(watched) is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(POLL_S)
+    return False
+
+
+def _first_exited(children: list[_Child]) -> _Child | None:
+    for child in children:
+        if child.process.poll() is not None:
+            return child
+    return None
+
+
+def _exit_code(watched: list[_Child], signals: _Signals) -> int:
+    exited = _first_exited(watched)
+    if exited is None or signals.count:
+        return 0
+    print(
+        f"broker dev: {exited.name} exited with code {exited.process.returncode}; stopping",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 1
+
+
+def _stop(children: list[_Child], signals: _Signals) -> None:
+    for child in children:
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    # A second Ctrl-C skips the grace period.
+    seen = signals.count
+    for child in children:
+        while child.process.poll() is None:
+            if time.monotonic() > deadline or signals.count > seen:
+                break
+            time.sleep(POLL_S / 4)
+    for child in children:
+        try:
+            os.killpg(child.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        child.process.wait()
+
+
+def _port_taken(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _redacted(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _display_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Every Redis key name the broker uses, shared by the API and the worker.
+
+A key spelled out anywhere else is a bug: add it here instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "ib"
+
+    # -- sequences and versions ------------------------------------------------
+    @property
+    def seq(self) -> str:
+        """Monotonic counter; its values order every index (unique scores)."""
+        return f"{self.prefix}:seq"
+
+    @property
+    def interrupts_version(self) -> str:
+        """Bumped by every interrupt change; the ETag of GET /interrupts derives from it."""
+        return f"{self.prefix}:interrupts:version"
+
+    # -- interrupts -------------------------------------------------------------
+    def interrupt(self, interrupt_id: str) -> str:
+        return f"{self.prefix}:interrupt:{interrupt_id}"
+
+    def interrupts_by_status(self, status: str) -> str:
+        return f"{self.prefix}:interrupts:{status}"
+
+    def interrupts_by_agent(self, status: str, agent_id: str) -> str:
+        return f"{self.prefix}:interrupts:{status}:agent:{agent_id}"
+
+    def interrupts_by_thread(self, status: str, thread_id: str) -> str:
+        return f"{self.prefix}:interrupts:{status}:thread:{thread_id}"
+
+    def interrupts_by_type(self, status: str, itype: str) -> str:
+        return f"{self.prefix}:interrupts:{status}:type:{itype}"
+
+    def run_interrupts(self, run_id: str) -> str:
+        """Every interrupt a run has raised, in order."""
+        return f"{self.prefix}:run:{run_id}:interrupts"
+
+    def idempotency(self, interrupt_id: str, key_digest: str) -> str:
+        return f"{self.prefix}:idem:{interrupt_id}:{key_digest}"
+
+    # -- runs ---------------------------------------------------------------------
+    def run(self, run_id: str) -> str:
+        return f"{self.prefix}:run:{run_id}"
+
+    @property
+    def runs(self) -> str:
+        return f"{self.prefix}:runs"
+
+    def runs_by_status(self, status: str) -> str:
+        return f"{self.prefix}:runs:status:{status}"
+
+    def runs_by_agent(self, agent_id: str) -> str:
+        return f"{self.prefix}:runs:agent:{agent_id}"
+
+    def runs_by_thread(self, thread_id: str) -> str:
+        return f"{self.prefix}:runs:thread:{thread_id}"
+
+    def thread_active_run(self, thread_id: str) -> str:
+        """The one run that may be active (queued, running, interrupted) on a thread."""
+        return f"{self.prefix}:thread:{thread_id}:active"
+
+    def thread_lock(self, thread_id: str) -> str:
+        """Held by the worker that is executing the graph on this thread."""
+        return f"{self.prefix}:lock:thread:{thread_id}"
+
+    @property
+    def runs_due(self) -> str:
+        """Runs with unfinished work: queued, or holding unapplied answers (score: ms)."""
+        return f"{self.prefix}:runs:due"
+
+    @property
+    def reconciler_lock(self) -> str:
+        """Held by the one worker running the reconciler pass at a time."""
+        return f"{self.prefix}:lock:reconciler"
+
+    # -- events -------------------------------------------------------------------
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}:events"
+
+    def run_events(self, run_id: str) -> str:
+        return f"{self.prefix}:events:run:{run_id}"
+
+    # -- workers and queue -----------------------------------------------------------
+    @property
+    def queue(self) -> str:
+        return f"{self.prefix}:queue"
+
+    @property
+    def wake_channel(self) -> str:
+        """Pub/sub channel that wakes idle workers as soon as a job is queued."""
+        return f"{self.prefix}:wake"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set of worker ids scored by their last heartbeat (ms)."""
+        return f"{self.prefix}:workers"
+
+    # -- checkpoints ------------------------------------------------------------------
+    def checkpoint_prefix(self) -> str:
+        return f"{self.prefix}:cp"
+
+    @staticmethod
+    def _cp_part(value: str) -> str:
+        # Thread ids, namespaces and run ids may contain ':'; escaping it (and '%', the
+        # escape character) keeps every checkpoint key name unambiguous.
+        return value.replace("%", "%25").replace(":", "%3A")
+
+    def _cp_ns(self, thread_id: str, ns: str) -> str:
+        return f"{self.checkpoint_prefix()}:t:{self._cp_part(thread_id)}:n:{self._cp_part(ns)}"
+
+    @property
+    def checkpoint_threads(self) -> str:
+        """Sorted set of thread ids with checkpoints, scored by expiry deadline (ms) or +inf."""
+        return f"{self.checkpoint_prefix()}:threads"
+
+    def checkpoint_thread_keys(self, thread_id: str) -> str:
+        """Set of every key holding the thread's checkpoints: expire, persist and delete use it."""
+        return f"{self.checkpoint_prefix()}:t:{self._cp_part(thread_id)}:keys"
+
+    def checkpoint_namespaces(self, thread_id: str) -> str:
+        """Set of the thread's checkpoint namespaces ('' is the root graph)."""
+        return f"{self.checkpoint_prefix()}:t:{self._cp_part(thread_id)}:ns"
+
+    def checkpoint_index(self, thread_id: str, ns: str) -> str:
+        """Checkpoint ids of one namespace, all scored 0 so they sort by id (uuid6: by time)."""
+        return f"{self._cp_ns(thread_id, ns)}:ids"
+
+    def checkpoint_blobs(self, thread_id: str, ns: str) -> str:
+        """Hash of channel values of one namespace, one field per (channel, version)."""
+        return f"{self._cp_ns(thread_id, ns)}:blobs"
+
+    def checkpoint(self, thread_id: str, ns: str, checkpoint_id: str) -> str:
+        return f"{self._cp_ns(thread_id, ns)}:c:{self._cp_part(checkpoint_id)}"
+
+    def checkpoint_writes(self, thread_id: str, ns: str, checkpoint_id: str) -> str:
+        """Hash of a checkpoint's pending writes, one field per (task id, write index)."""
+        return f"{self._cp_ns(thread_id, ns)}:w:{self._cp_part(checkpoint_id)}"
+
+    def checkpoint_run(self, run_id: str) -> str:
+        """Set of (thread id, namespace, checkpoint id) written by one run."""
+        return f"{self.checkpoint_prefix()}:run:{self._cp_part(run_id)}"
+
+    def all_for_prefix(self) -> str:
+        """Glob matching every key under this prefix (for tests and tooling)."""
+        return f"{self.prefix}:*"

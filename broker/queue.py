@@ -1,0 +1,26 @@
+"""Queueing work for the workers, and waking an idle one at once."""
+
+from __future__ import annotations
+
+import logging
+
+from arq.connections import ArqRedis
+
+from broker.store import Store
+
+log = logging.getLogger("broker.queue")
+
+
+async def enqueue_advance(queue: ArqRedis, store: Store, run_id: str, reason: str) -> None:
+    """Queues the job that moves a run forward.
+
+    A failure here loses nothing: the run is already in the due set, and the
+    worker's reconciler queues overdue runs.
+    """
+    try:
+        await queue.enqueue_job(
+            "advance", run_id, _job_id=f"advance:{run_id}:{reason}", _queue_name=store.keys.queue
+        )
+        await store.r.publish(store.keys.wake_channel, "1")
+    except Exception:
+        log.warning("could not queue run %s now; the reconciler will", run_id, exc_info=True)

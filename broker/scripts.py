@@ -1,0 +1,92 @@
+"""Lua scripts for the state changes that must be atomic across several keys.
+
+Each script is the only writer of the transition it names; indexes move in the same
+step as the record they point to.
+"""
+
+from __future__ import annotations
+
+# KEYS: 1 run hash, 2 thread active, 3 runs, 4 runs by status(queued), 5 runs by agent,
+#       6 runs by thread, 7 seq, 8 runs due, 9 events, 10 run events
+# ARGV: 1 run_id, 2 thread_id, 3 flat run fields (json array), 4 now_ms, 5 event json,
+#       6 maxlen global, 7 maxlen run
+CREATE_RUN = """
+local active = redis.call('GET', KEYS[2])
+if active then return {'busy', active} end
+local seq = redis.call('INCR', KEYS[7])
+local fields = cjson.decode(ARGV[3])
+redis.call('HSET', KEYS[1], 'seq', seq, unpack(fields))
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], seq, ARGV[1])
+redis.call('ZADD', KEYS[4], seq, ARGV[1])
+redis.call('ZADD', KEYS[5], seq, ARGV[1])
+redis.call('ZADD', KEYS[6], seq, ARGV[1])
+redis.call('ZADD', KEYS[8], ARGV[4], ARGV[1])
+redis.call('XADD', KEYS[9], 'MAXLEN', '~', ARGV[6], '*', 'event', ARGV[5])
+redis.call('XADD', KEYS[10], 'MAXLEN', '~', ARGV[7], '*', 'event', ARGV[5])
+return {'ok', tostring(seq)}
+"""
+
+# KEYS: 1 interrupt hash, 2-5 pending indexes (all, agent, thread, type),
+#       6-9 resolved indexes (all, agent, thread, type), 10 interrupts version,
+#       11 runs due, 12 events, 13 run events, 14 idempotency key, 15 run hash, 16 seq
+# ARGV: 1 resolution json, 2 now_ms, 3 run_id, 4 event json, 5 response json,
+#       6 idempotency payload digest ('' when no key), 7 idempotency ttl ms,
+#       8 unused, 9 maxlen global, 10 maxlen run, 11 interrupt id
+RESOLVE = """
+if ARGV[6] ~= '' then
+  local prior = redis.call('GET', KEYS[14])
+  if prior then return {'idempotent', prior} end
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_found'} end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'pending' then
+  return {'conflict', status, redis.call('HGET', KEYS[1], 'resolution') or ''}
+end
+local exp = redis.call('HGET', KEYS[1], 'expires_at_ms')
+if exp and exp ~= '' and tonumber(exp) <= tonumber(ARGV[2]) then
+  return {'expired', exp}
+end
+local seq = redis.call('INCR', KEYS[16])
+redis.call('HSET', KEYS[1], 'status', 'resolved', 'resolution', ARGV[1],
+  'updated_ms', ARGV[2], 'resolved_seq', seq)
+for i = 2, 5 do redis.call('ZREM', KEYS[i], ARGV[11]) end
+for i = 6, 9 do redis.call('ZADD', KEYS[i], seq, ARGV[11]) end
+redis.call('INCR', KEYS[10])
+redis.call('HINCRBY', KEYS[15], 'answers', 1)
+redis.call('ZADD', KEYS[11], 'NX', ARGV[2], ARGV[3])
+redis.call('XADD', KEYS[12], 'MAXLEN', '~', ARGV[9], '*', 'event', ARGV[4])
+redis.call('XADD', KEYS[13], 'MAXLEN', '~', ARGV[10], '*', 'event', ARGV[4])
+if ARGV[6] ~= '' then
+  redis.call('SET', KEYS[14], ARGV[5], 'PX', ARGV[7])
+end
+return {'ok'}
+"""
+
+# Moves one interrupt from one status's indexes to another's.
+# KEYS: 1 interrupt hash, 2-5 from indexes, 6-9 to indexes, 10 version, 11 seq
+# ARGV: 1 interrupt id, 2 expected status, 3 new status, 4 now_ms
+MOVE_INTERRUPT = """
+if redis.call('HGET', KEYS[1], 'status') ~= ARGV[2] then return 0 end
+local seq = redis.call('INCR', KEYS[11])
+redis.call('HSET', KEYS[1], 'status', ARGV[3], 'updated_ms', ARGV[4])
+for i = 2, 5 do redis.call('ZREM', KEYS[i], ARGV[1]) end
+for i = 6, 9 do redis.call('ZADD', KEYS[i], seq, ARGV[1]) end
+redis.call('INCR', KEYS[10])
+return 1
+"""
+
+# Acquire-or-renew and release of a lock held under a random token.
+RENEW_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""

@@ -1,0 +1,68 @@
+"""One typed settings object per process, built from the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration shared by the API and the worker.
+
+    Every field reads ``BROKER_<NAME>``; ``redis_url`` also reads plain ``REDIS_URL``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BROKER_", extra="ignore")
+
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "BROKER_REDIS_URL")
+    )
+    key_prefix: str = "ib"
+
+    # Agents: built-in ones unless a langgraph.json or module:attribute paths are given.
+    langgraph_json: str | None = None
+    agents: str | None = None
+    """Comma-separated ``id=package.module:attribute`` entries."""
+
+    # Limits on what clients send.
+    max_answer_bytes: int = 64 * 1024
+    max_input_bytes: int = 256 * 1024
+    page_limit_max: int = 500
+    idempotency_ttl_s: int = 24 * 3600
+
+    # Event streams (approximate MAXLEN of each stream).
+    events_maxlen_global: int = 100_000
+    events_maxlen_run: int = 10_000
+
+    # Checkpoints of finished threads expire after this many seconds (0 keeps them).
+    checkpoint_ttl_s: int = 7 * 24 * 3600
+
+    # Worker.
+    worker_max_jobs: int = 10
+    job_timeout_s: int = 300
+    job_max_tries: int = 5
+    poll_delay_s: float = 0.5
+    thread_lock_ttl_s: int = 60
+    reconcile_interval_s: float = 5.0
+    reconcile_grace_s: float = 10.0
+    worker_heartbeat_s: float = 5.0
+
+    # API.
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    def require_redis_url(self) -> str:
+        if not self.redis_url:
+            raise RuntimeError(
+                "REDIS_URL is not set: point it at a Redis 7+ or Valkey server "
+                "(e.g. REDIS_URL=redis://127.0.0.1:6379/0), or use `broker dev`, "
+                "which starts an embedded server."
+            )
+        return self.redis_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,472 @@
+"""The Redis store: the one source of truth for runs and interrupts.
+
+Every state change is one Lua script or one MULTI/EXEC transaction, and moves the
+indexes in the same step as the record they point to. The API and the worker share it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import WatchError
+
+from broker import errors
+from broker.codec import dumps, iso, loads, now_ms
+from broker.keys import Keys
+from broker.records import (
+    TERMINAL_RUN_STATUSES,
+    interrupt_view,
+    run_view,
+)
+from broker.scripts import CREATE_RUN, MOVE_INTERRUPT, RESOLVE
+from broker.settings import Settings
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class PendingInterrupt:
+    """One interrupt as the graph reports it after a step."""
+
+    lg_id: str
+    value: Any
+    response_schema: Any = None
+
+
+def encode_cursor(score: float) -> str:
+    return base64.urlsafe_b64encode(repr(score).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> float:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return float(base64.urlsafe_b64decode(padded.encode()).decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.InvalidCursor(
+            "cursor is not one this server issued; pass next_cursor from a previous page"
+        ) from exc
+
+
+class Store:
+    """Runs, interrupts and their events, on Redis."""
+
+    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+        self.r = redis
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self._create_run = redis.register_script(CREATE_RUN)
+        self._resolve = redis.register_script(RESOLVE)
+        self._move = redis.register_script(MOVE_INTERRUPT)
+
+    # -- events ---------------------------------------------------------------------
+    def _event(self, etype: str, run: dict[str, str], **data: Any) -> str:
+        return dumps(
+            {
+                "type": etype,
+                "ts": now_ms(),
+                "run_id": run["id"],
+                "thread_id": run["thread_id"],
+                "agent_id": run["agent_id"],
+                "data": data,
+            }
+        )
+
+    def _xadd(self, pipe: Any, run_id: str, event: str) -> None:
+        s = self.settings
+        pipe.xadd(self.keys.events, {"event": event}, maxlen=s.events_maxlen_global)
+        pipe.xadd(self.keys.run_events(run_id), {"event": event}, maxlen=s.events_maxlen_run)
+
+    async def run_events(self, run_id: str, after: str = "0") -> list[tuple[str, dict[str, Any]]]:
+        """The run's events after a stream id, oldest first."""
+        entries = await self.r.xrange(
+            self.keys.run_events(run_id), min=f"({after}" if after != "0" else "-"
+        )
+        return [(eid, loads(fields["event"])) for eid, fields in entries]
+
+    # -- runs -----------------------------------------------------------------------
+    async def create_run(
+        self, agent_id: str, thread_id: str | None, input: Any, metadata: dict[str, Any]
+    ) -> dict[str, Any]:
+        run_id = str(uuid.uuid4())
+        thread_id = thread_id or str(uuid.uuid4())
+        ts = now_ms()
+        run = {
+            "id": run_id,
+            "thread_id": thread_id,
+            "agent_id": agent_id,
+            "status": "queued",
+            "input": dumps(input),
+            "metadata": dumps(metadata),
+            "attempts": "0",
+            "answers": "0",
+            "created_ms": str(ts),
+            "updated_ms": str(ts),
+        }
+        flat = [x for kv in run.items() for x in kv]
+        k = self.keys
+        res = await self._create_run(
+            keys=[
+                k.run(run_id),
+                k.thread_active_run(thread_id),
+                k.runs,
+                k.runs_by_status("queued"),
+                k.runs_by_agent(agent_id),
+                k.runs_by_thread(thread_id),
+                k.seq,
+                k.runs_due,
+                k.events,
+                k.run_events(run_id),
+            ],
+            args=[
+                run_id,
+                thread_id,
+                dumps(flat),
+                ts,
+                self._event("run.queued", run, input=input),
+                self.settings.events_maxlen_global,
+                self.settings.events_maxlen_run,
+            ],
+        )
+        if res[0] == "busy":
+            raise errors.ThreadBusy(
+                f"thread {thread_id} already has an active run {res[1]}; answer or cancel it "
+                "first, or start the run on another thread",
+                active_run_id=res[1],
+            )
+        return run_view(run, [])
+
+    async def run_hash(self, run_id: str) -> dict[str, str]:
+        h: dict[str, str] = await self.r.hgetall(self.keys.run(run_id))
+        if not h:
+            raise errors.RunNotFound(f"no run with id {run_id!r}")
+        return h
+
+    async def interrupt_hashes(self, run_id: str) -> list[dict[str, str]]:
+        """Every interrupt of a run, oldest first."""
+        ids = await self.r.zrange(self.keys.run_interrupts(run_id), 0, -1)
+        if not ids:
+            return []
+        async with self.r.pipeline(transaction=False) as pipe:
+            for iid in ids:
+                pipe.hgetall(self.keys.interrupt(iid))
+            return [h for h in await pipe.execute() if h]
+
+    async def get_run(self, run_id: str) -> dict[str, Any]:
+        h = await self.run_hash(run_id)
+        pending = [i["id"] for i in await self.interrupt_hashes(run_id) if i["status"] == "pending"]
+        return run_view(h, pending)
+
+    async def list_runs(
+        self,
+        *,
+        status: str | None,
+        agent_id: str | None,
+        thread_id: str | None,
+        limit: int,
+        cursor: str | None,
+        order: str = "desc",
+    ) -> Page:
+        k = self.keys
+        if thread_id:
+            index = k.runs_by_thread(thread_id)
+        elif agent_id:
+            index = k.runs_by_agent(agent_id)
+        elif status:
+            index = k.runs_by_status(status)
+        else:
+            index = k.runs
+
+        def keep(h: dict[str, str]) -> bool:
+            return (
+                (not status or h["status"] == status)
+                and (not agent_id or h["agent_id"] == agent_id)
+                and (not thread_id or h["thread_id"] == thread_id)
+            )
+
+        hashes, next_cursor = await self._page(index, k.run, keep, limit, cursor, order)
+        items = [run_view(h, []) for h in hashes]
+        if items:
+            pend = await self._pending_ids([h["id"] for h in hashes])
+            for item in items:
+                item["pending_interrupts"] = pend[item["run_id"]]
+        return Page(items, next_cursor)
+
+    async def _pending_ids(self, run_ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for rid in run_ids:
+            out[rid] = [
+                i["id"] for i in await self.interrupt_hashes(rid) if i["status"] == "pending"
+            ]
+        return out
+
+    async def cancel_run(self, run_id: str) -> dict[str, Any]:
+        """Cancels a queued, running or interrupted run and closes its pending interrupts."""
+        k = self.keys
+        while True:
+            async with self.r.pipeline(transaction=True) as pipe:
+                await pipe.watch(k.run(run_id))
+                run = await pipe.hgetall(k.run(run_id))
+                if not run:
+                    raise errors.RunNotFound(f"no run with id {run_id!r}")
+                if run["status"] in TERMINAL_RUN_STATUSES:
+                    raise errors.RunFinished(
+                        f"run {run_id} already finished with status {run['status']}",
+                        status=run["status"],
+                    )
+                pipe.multi()
+                self._set_run_status(pipe, run, "cancelled")
+                pipe.hset(k.run(run_id), "cancel_requested", "1")
+                self._xadd(pipe, run_id, self._event("run.cancelled", run))
+                try:
+                    await pipe.execute()
+                except WatchError:
+                    continue
+                break
+        for h in await self.interrupt_hashes(run_id):
+            if h["status"] == "pending" and await self._move_interrupt(h, "pending", "cancelled"):
+                ev = self._event("interrupt.cancelled", run, interrupt_id=h["id"])
+                async with self.r.pipeline(transaction=True) as pipe:
+                    self._xadd(pipe, run_id, ev)
+                    await pipe.execute()
+        return await self.get_run(run_id)
+
+    def _set_run_status(self, pipe: Any, run: dict[str, str], status: str, **fields: str) -> None:
+        k = self.keys
+        ts = str(now_ms())
+        pipe.hset(k.run(run["id"]), mapping={"status": status, "updated_ms": ts, **fields})
+        if run["status"] != status:
+            seq = run.get("seq") or "0"
+            pipe.zrem(k.runs_by_status(run["status"]), run["id"])
+            pipe.zadd(k.runs_by_status(status), {run["id"]: float(seq)})
+        if status in TERMINAL_RUN_STATUSES:
+            # The thread is free for its next run; compare-and-delete is done by the
+            # caller's WATCH on the run hash, and only this run can own the marker.
+            pipe.delete(k.thread_active_run(run["thread_id"]))
+            pipe.zrem(k.runs_due, run["id"])
+
+    # -- interrupts -------------------------------------------------------------------
+    def _interrupt_indexes(self, status: str, h: dict[str, str]) -> list[str]:
+        k = self.keys
+        return [
+            k.interrupts_by_status(status),
+            k.interrupts_by_agent(status, h["agent_id"]),
+            k.interrupts_by_thread(status, h["thread_id"]),
+            # untyped interrupts share the "_" type index so every record has four
+            k.interrupts_by_type(status, h.get("type") or "_"),
+        ]
+
+    async def _move_interrupt(self, h: dict[str, str], src: str, dst: str) -> bool:
+        k = self.keys
+        keys = [
+            k.interrupt(h["id"]),
+            *self._interrupt_indexes(src, h),
+            *self._interrupt_indexes(dst, h),
+            k.interrupts_version,
+            k.seq,
+        ]
+        moved = await self._move(keys=keys, args=[h["id"], src, dst, now_ms()])
+        return bool(moved)
+
+    async def interrupt_hash(self, interrupt_id: str) -> dict[str, str]:
+        h: dict[str, str] = await self.r.hgetall(self.keys.interrupt(interrupt_id))
+        if not h:
+            raise errors.InterruptNotFound(f"no interrupt with id {interrupt_id!r}")
+        return h
+
+    async def get_interrupt(self, interrupt_id: str) -> dict[str, Any]:
+        return interrupt_view(await self.interrupt_hash(interrupt_id))
+
+    async def interrupts_version(self) -> str:
+        return str(await self.r.get(self.keys.interrupts_version) or "0")
+
+    async def list_interrupts(
+        self,
+        *,
+        status: str,
+        agent_id: str | None,
+        itype: str | None,
+        thread_id: str | None,
+        run_id: str | None,
+        limit: int,
+        cursor: str | None,
+        order: str = "asc",
+    ) -> Page:
+        k = self.keys
+        if run_id:
+            index = k.run_interrupts(run_id)
+        elif thread_id:
+            index = k.interrupts_by_thread(status, thread_id)
+        elif agent_id:
+            index = k.interrupts_by_agent(status, agent_id)
+        elif itype:
+            index = k.interrupts_by_type(status, itype)
+        else:
+            index = k.interrupts_by_status(status)
+
+        def keep(h: dict[str, str]) -> bool:
+            return (
+                h["status"] == status
+                and (not agent_id or h["agent_id"] == agent_id)
+                and (not itype or h.get("type") == itype)
+                and (not thread_id or h["thread_id"] == thread_id)
+                and (not run_id or h["run_id"] == run_id)
+            )
+
+        hashes, next_cursor = await self._page(index, k.interrupt, keep, limit, cursor, order)
+        return Page([interrupt_view(h) for h in hashes], next_cursor)
+
+    async def _page(
+        self,
+        index: str,
+        record_key: Any,
+        keep: Any,
+        limit: int,
+        cursor: str | None,
+        order: str,
+    ) -> tuple[list[dict[str, str]], str | None]:
+        """One page of an index: O(page) reads, filtered, continuing from a cursor.
+
+        A filter the index does not cover may leave a page short; scanning stops after
+        a bounded number of records so a page never costs more than that.
+        """
+        desc = order == "desc"
+        bound = decode_cursor(cursor) if cursor else None
+        out: list[dict[str, str]] = []
+        scanned = 0
+        max_scan = max(limit * 20, 200)
+        last_score: float | None = None
+        while len(out) <= limit and scanned < max_scan:
+            batch = limit + 1 - len(out)
+            if desc:
+                hi = f"({bound}" if bound is not None else "+inf"
+                rows = await self.r.zrevrangebyscore(index, hi, "-inf", 0, batch, withscores=True)
+            else:
+                lo = f"({bound}" if bound is not None else "-inf"
+                rows = await self.r.zrangebyscore(index, lo, "+inf", 0, batch, withscores=True)
+            if not rows:
+                return out[:limit], None
+            async with self.r.pipeline(transaction=False) as pipe:
+                for member, _ in rows:
+                    pipe.hgetall(record_key(member))
+                hashes = await pipe.execute()
+            for (_, score), h in zip(rows, hashes, strict=True):
+                scanned += 1
+                bound = score
+                if h and keep(h):
+                    if len(out) == limit:
+                        # one more exists past this page
+                        return out, encode_cursor(last_score) if last_score is not None else None
+                    out.append(h)
+                    last_score = score
+            if len(rows) < batch:
+                return out, None
+        return out[:limit], encode_cursor(bound) if bound is not None else None
+
+    async def resolve(
+        self,
+        interrupt_id: str,
+        value: Any,
+        *,
+        resolved_by: str | None,
+        channel: str,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Accepts the first answer to a pending interrupt; every later one is refused.
+
+        Returns the resolved interrupt. A retry carrying the same idempotency key gets
+        the original response back.
+        """
+        h = await self.interrupt_hash(interrupt_id)
+        k = self.keys
+        ts = now_ms()
+        resolution = {
+            "value": value,
+            "resolved_by": resolved_by,
+            "resolved_at": iso(ts),
+            "channel": channel,
+        }
+        resolved = {
+            **h,
+            "status": "resolved",
+            "resolution": dumps(resolution),
+            "updated_ms": str(ts),
+        }
+        response = interrupt_view(resolved)
+        payload_digest = ""
+        idem_key = k.idempotency(interrupt_id, "_")
+        if idempotency_key:
+            digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+            idem_key = k.idempotency(interrupt_id, digest)
+            payload_digest = hashlib.sha256(dumps([value, resolved_by]).encode()).hexdigest()
+        run = {"id": h["run_id"], "thread_id": h["thread_id"], "agent_id": h["agent_id"]}
+        event = self._event(
+            "interrupt.resolved",
+            run,
+            interrupt_id=interrupt_id,
+            resolution=resolution,
+        )
+        res = await self._resolve(
+            keys=[
+                k.interrupt(interrupt_id),
+                *self._interrupt_indexes("pending", h),
+                *self._interrupt_indexes("resolved", h),
+                k.interrupts_version,
+                k.runs_due,
+                k.events,
+                k.run_events(h["run_id"]),
+                idem_key,
+                k.run(h["run_id"]),
+                k.seq,
+            ],
+            args=[
+                dumps(resolution),
+                ts,
+                h["run_id"],
+                event,
+                dumps({"digest": payload_digest, "body": response}),
+                payload_digest,
+                self.settings.idempotency_ttl_s * 1000,
+                "",
+                self.settings.events_maxlen_global,
+                self.settings.events_maxlen_run,
+                interrupt_id,
+            ],
+        )
+        outcome = res[0]
+        if outcome == "ok":
+            return response
+        if outcome == "idempotent":
+            stored = loads(res[1])
+            if stored["digest"] != payload_digest:
+                raise errors.IdempotencyKeyReused(
+                    "this Idempotency-Key was already used with a different answer; "
+                    "use a new key for a new answer"
+                )
+            body: dict[str, Any] = stored["body"]
+            return body
+        if outcome == "not_found":
+            raise errors.InterruptNotFound(f"no interrupt with id {interrupt_id!r}")
+        if outcome == "expired":
+            raise errors.InterruptExpired(f"interrupt {interrupt_id} expired; it takes no answers")
+        status, winner = res[1], loads(res[2])
+        if status == "resolved":
+            raise errors.AlreadyResolved(
+                f"interrupt {interrupt_id} was already answered", resolution=winner
+            )
+        if status == "expired":
+            raise errors.InterruptExpired(
+                f"interrupt {interrupt_id} expired; it takes no answers", resolution=winner
+            )
+        raise errors.InterruptClosed(
+            f"interrupt {interrupt_id} is {status}; its run no longer waits for it",
+            status=status,
+        )

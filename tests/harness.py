@@ -1,0 +1,132 @@
+"""Real processes for end-to-end tests: the API over HTTP and arq worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_AGENTS = (
+    "naming=agent.naming:graph,scheduling=agent.scheduling:graph,"
+    "tool_approval=agent.tool_approval:graph,parallel=agent.parallel:graph,"
+    "counter=tests.graphs:counter,failing=tests.graphs:failing"
+)
+DEADLINE_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def broker_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
+    env.pop("OPENAI_API_KEY", None)
+    env.update(
+        REDIS_URL=redis_url,
+        BROKER_KEY_PREFIX=prefix,
+        BROKER_AGENTS=TEST_AGENTS,
+        BROKER_POLL_DELAY_S="0.5",
+        PYTHONPATH=str(ROOT),
+        **extra,
+    )
+    return env
+
+
+class Proc:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log_path = log
+        self._log = open(log, "wb")
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "broker.cli", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+        self._log.close()
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up."""
+        self.p.kill()
+        self.p.wait(5)
+        self._log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class Broker:
+    """An API process plus worker processes sharing one Redis key prefix."""
+
+    def __init__(self, redis_url: str, prefix: str, logdir: Path, **extra_env: str) -> None:
+        self.env = broker_env(redis_url, prefix, **extra_env)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.logdir = logdir
+        self.api: Proc | None = None
+        self.workers: list[Proc] = []
+
+    def start_api(self) -> None:
+        self.api = Proc(
+            ["api", "--port", str(self.port)], self.env, self.logdir / f"api-{self.port}.log"
+        )
+        wait_until(lambda: _get(self.url + "/healthz") == 200, "API to answer", self.api)
+
+    def start_worker(self, **env: str) -> Proc:
+        n = len(self.workers)
+        w = Proc(["worker"], {**self.env, **env}, self.logdir / f"worker-{self.port}-{n}.log")
+        self.workers.append(w)
+        return w
+
+    def wait_ready(self) -> None:
+        wait_until(lambda: _get(self.url + "/readyz") == 200, "a worker heartbeat", self.api)
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
+        if self.api:
+            self.api.stop()
+
+
+def _get(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def wait_until(
+    cond: Callable[[], Any], what: str, proc: Proc | None = None, deadline_s: float = DEADLINE_S
+) -> Any:
+    """Polls ``cond`` until it is truthy; fails with the process log if it never is."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        value = cond()
+        if value:
+            return value
+        if proc is not None and proc.p.poll() is not None:
+            raise AssertionError(f"process exited while waiting for {what}:\n{proc.output()}")
+        time.sleep(0.02)
+    extra = f"\n{proc.output()[-4000:]}" if proc is not None else ""
+    raise AssertionError(f"gave up waiting for {what}{extra}")

@@ -1,0 +1,237 @@
+"""The arq worker: its settings, its jobs, and a poll loop that wakes on new work.
+
+arq polls its queue every ``poll_delay``. Here the API also publishes on a wake
+channel whenever it queues a job, so an idle worker starts the job at once and the
+poll delay only bounds how late a missed wake-up can be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from typing import Any
+
+import redis.asyncio as aioredis
+from arq import Retry, Worker
+from arq.connections import RedisSettings, create_pool, log_redis_info
+from arq.worker import func
+
+from agent.registry import load_registry
+from broker.codec import now_ms
+from broker.keys import Keys
+from broker.settings import Settings, get_settings
+from broker.store import Store
+from worker.checkpointer import RedisCheckpointSaver
+from worker.locks import LockBusy
+from worker.runner import Runner
+
+log = logging.getLogger("worker")
+
+
+async def advance(ctx: dict[str, Any], run_id: str) -> str:
+    """Job: move one run forward (start it, resume it, or recover it)."""
+    runner: Runner = ctx["runner"]
+    try:
+        return await runner.advance(run_id, ctx["job_id"])
+    except LockBusy as exc:
+        raise Retry(defer=1) from exc
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx.setdefault("settings", get_settings())
+    url = settings.require_redis_url()
+    store_redis = aioredis.Redis.from_url(url, decode_responses=True)
+    saver_redis = aioredis.Redis.from_url(url)
+    keys = Keys(settings.key_prefix)
+    registry = load_registry(settings.langgraph_json, settings.agents)
+    saver = RedisCheckpointSaver(saver_redis, keys, ttl_s=settings.checkpoint_ttl_s or None)
+    store = Store(store_redis, settings)
+    ctx.update(
+        store_redis=store_redis,
+        saver_redis=saver_redis,
+        store=store,
+        runner=Runner(store, {a: spec.graph for a, spec in registry.items()}, saver, settings),
+        worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+    )
+    ctx["background"] = [
+        asyncio.create_task(_heartbeat(ctx)),
+        asyncio.create_task(_reconcile(ctx)),
+    ]
+    log.info("worker %s ready for agents: %s", ctx["worker_id"], ", ".join(registry))
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    for task in ctx.get("background", []):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    store: Store | None = ctx.get("store")
+    if store is not None:
+        await store.r.zrem(store.keys.workers, ctx["worker_id"])
+    for name in ("store_redis", "saver_redis"):
+        client = ctx.get(name)
+        if client is not None:
+            await client.aclose()
+
+
+async def _heartbeat(ctx: dict[str, Any]) -> None:
+    store: Store = ctx["store"]
+    every = store.settings.worker_heartbeat_s
+    while True:
+        with contextlib.suppress(Exception):
+            now = now_ms()
+            await store.r.zadd(store.keys.workers, {ctx["worker_id"]: now})
+            await store.r.zremrangebyscore(store.keys.workers, "-inf", now - every * 6000)
+        await asyncio.sleep(every)
+
+
+async def _reconcile(ctx: dict[str, Any]) -> None:
+    """Queues a job for every run whose work is overdue and whose thread is idle.
+
+    This is what makes an accepted answer resume even if the API died between
+    recording it and queueing its job, or a job was lost.
+    """
+    store: Store = ctx["store"]
+    s = store.settings
+    k = store.keys
+    while True:
+        await asyncio.sleep(s.reconcile_interval_s)
+        try:
+            if not await store.r.set(
+                k.reconciler_lock, ctx["worker_id"], nx=True, px=int(s.reconcile_interval_s * 1000)
+            ):
+                continue
+            await reconcile_once(store, ctx["redis"])
+        except Exception:
+            log.exception("reconciler pass failed")
+
+
+async def reconcile_once(store: Store, pool: Any) -> int:
+    s = store.settings
+    k = store.keys
+    cutoff = now_ms() - int(s.reconcile_grace_s * 1000)
+    due = await store.r.zrangebyscore(k.runs_due, "-inf", cutoff, 0, 500)
+    queued = 0
+    bucket = cutoff // max(int(s.reconcile_grace_s * 1000), 1)
+    for run_id in due:
+        run = await store.r.hgetall(k.run(run_id))
+        if not run:
+            await store.r.zrem(k.runs_due, run_id)
+            continue
+        if await store.r.exists(k.thread_lock(run["thread_id"])):
+            continue
+        job = await pool.enqueue_job("advance", run_id, _job_id=f"advance:{run_id}:rc{bucket}")
+        if job is not None:
+            queued += 1
+    if queued:
+        await store.r.publish(k.wake_channel, "1")
+        log.info("reconciler queued %d overdue runs", queued)
+    return queued
+
+
+class BrokerWorker(Worker):
+    """An arq worker whose idle wait ends as soon as the wake channel fires."""
+
+    def __init__(self, *args: Any, wake_channel: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.wake_channel = wake_channel
+
+    async def main(self) -> None:
+        if self._pool is None:
+            self._pool = await create_pool(
+                self.redis_settings,
+                job_deserializer=self.job_deserializer,
+                job_serializer=self.job_serializer,
+                default_queue_name=self.queue_name,
+                expires_extra_ms=self.expires_extra_ms,
+            )
+        logging.getLogger("arq.worker").info(
+            "Starting worker for %d functions: %s", len(self.functions), ", ".join(self.functions)
+        )
+        await log_redis_info(self.pool, logging.getLogger("arq.worker").info)
+        self.ctx["redis"] = self.pool
+        if self.on_startup:
+            await self.on_startup(self.ctx)
+
+        wake = asyncio.Event()
+        listener = asyncio.create_task(self._listen(wake))
+        try:
+            while True:
+                wake.clear()
+                await self._poll_iteration()
+                if self.burst:
+                    if 0 <= self.max_burst_jobs <= self._jobs_started():
+                        await asyncio.gather(*self.tasks.values())
+                        return None
+                    if await self.pool.zcard(self.queue_name) == 0:
+                        await asyncio.gather(*self.tasks.values())
+                        return None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self.poll_delay_s)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await listener
+
+    async def _listen(self, wake: asyncio.Event) -> None:
+        while True:
+            try:
+                async with self.pool.pubsub() as ps:
+                    await ps.subscribe(self.wake_channel)
+                    async for message in ps.listen():
+                        if message.get("type") == "message":
+                            wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Redis went away: polling still runs; resubscribe when it is back
+                await asyncio.sleep(1)
+
+
+def redis_settings(settings: Settings) -> RedisSettings:
+    return RedisSettings.from_dsn(settings.require_redis_url())
+
+
+def worker_kwargs(settings: Settings) -> dict[str, Any]:
+    keys = Keys(settings.key_prefix)
+    return {
+        "functions": [func(advance, name="advance", max_tries=settings.job_max_tries)],
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "redis_settings": redis_settings(settings),
+        "queue_name": keys.queue,
+        "max_jobs": settings.worker_max_jobs,
+        "job_timeout": settings.job_timeout_s,
+        "poll_delay": settings.poll_delay_s,
+        "allow_abort_jobs": True,
+        "keep_result": 3600,
+        "ctx": {"settings": settings},
+        "wake_channel": keys.wake_channel,
+    }
+
+
+def build_worker(settings: Settings, **overrides: Any) -> BrokerWorker:
+    return BrokerWorker(**{**worker_kwargs(settings), **overrides})
+
+
+async def run_worker(settings: Settings | None = None) -> None:
+    """Runs a worker until SIGINT/SIGTERM."""
+    worker = build_worker(settings or get_settings())
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()
+
+
+def __getattr__(name: str) -> Any:
+    # ``arq worker.main.WorkerSettings`` works too; built on first use, since reading
+    # the settings at import would fail wherever REDIS_URL is not set.
+    if name == "WorkerSettings":
+        kwargs = worker_kwargs(get_settings())
+        kwargs.pop("wake_channel")
+        return type("WorkerSettings", (), kwargs)
+    raise AttributeError(name)
