@@ -87,9 +87,7 @@ def load_registry(
     return registry
 
 
-def _langgraph_json_entries(
-    path: str,
-) -> list[_Entry]:
+def _langgraph_json_entries(path: str) -> list[_Entry]:
     file = Path(path).expanduser().resolve()
     try:
         config = json.loads(file.read_text())

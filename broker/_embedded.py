@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -75,10 +76,16 @@ def _refuse_if_held(pidfile: Path) -> None:
     )
 
 
-def _exited(pid: int) -> bool:
-    # WNOWAIT leaves the exit status for ValkeyServer to collect. A PING would not do:
-    # a server busy with a long command misses its timeout and looks dead.
-    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+def _gone(server: ValkeyServer) -> bool:
+    # Only a refused connection counts: a server busy with a long command still has its
+    # listening socket and accepts, though it would miss a PING's timeout.
+    try:
+        socket.create_connection((server.host, server.port), timeout=5.0).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(json.dumps({"url": f"{server.connection_url}/0", "pid": pid}), flush=True)
         while not stop:
-            if _exited(pid):
+            if _gone(server):
                 print(
                     f"embedded Redis: the server stopped unexpectedly; see {server.log_path}",
                     file=sys.stderr,

@@ -8,6 +8,7 @@ stops them all, the server last, on Ctrl-C, SIGTERM, SIGHUP, or when any of them
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from broker.settings import Settings, get_settings
 
@@ -36,6 +38,7 @@ GRACEFUL_SHUTDOWN_S = 10
 # How long `broker dev` waits for a child to stop before it kills the child's group.
 STOP_GRACE_S = 15.0
 POLL_S = 0.2
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,8 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", help="bind address (default: BROKER_HOST or 127.0.0.1)")
     api.add_argument("--port", type=int, help="port (default: BROKER_PORT or 8000)")
     api.add_argument("--workers", type=int, default=1, help="uvicorn processes (default: 1)")
-
-    commands.add_parser("worker", help="run a worker that executes agent runs (needs REDIS_URL)")
+    worker = commands.add_parser(
+        "worker", help="run a worker that executes agent runs (needs REDIS_URL)"
+    )
+    for command in (api, worker):
+        command.add_argument("--log-level", choices=LOG_LEVELS, default="info")
 
     dev = commands.add_parser(
         "dev",
@@ -80,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "api":
         return _api(args, settings)
-    return _worker(settings)
+    return _worker(args, settings)
 
 
 def _api(args: argparse.Namespace, settings: Settings) -> int:
@@ -90,25 +96,54 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
     uvicorn.run(
         "broker.app:create_app",
         factory=True,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
+        host=args.host if args.host is not None else settings.host,
+        port=args.port if args.port is not None else settings.port,
         workers=args.workers,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        # A dict, not a call made here, so every uvicorn worker process applies it too.
+        log_config=_log_config(args.log_level, uvicorn.config.LOGGING_CONFIG),
+        log_level=args.log_level,
     )
     return 0
 
 
-def _worker(settings: Settings) -> int:
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
+    import logging.config
 
     from worker.main import run_worker
 
+    logging.config.dictConfig(_log_config(args.log_level))
     stop_with_parent()
     try:
         asyncio.run(run_worker(settings))
+    except asyncio.CancelledError:
+        # arq stops on SIGINT/SIGTERM by cancelling its main task; arq's own runner
+        # swallows this error the same way.
+        pass
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _log_config(level: str, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    # The project's loggers and arq's, which print nothing unless configured, as arq's
+    # own command line configures them.
+    config: dict[str, Any] = (
+        copy.deepcopy(base) if base else {"version": 1, "disable_existing_loggers": False}
+    )
+    config.setdefault("formatters", {})["broker"] = {
+        "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    }
+    config.setdefault("handlers", {})["broker"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "broker",
+        "stream": "ext://sys.stderr",
+    }
+    loggers = config.setdefault("loggers", {})
+    for name in ("broker", "worker", "agent", "arq"):
+        loggers[name] = {"handlers": ["broker"], "level": level.upper(), "propagate": False}
+    return config
 
 
 def stop_with_parent() -> None:

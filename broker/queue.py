@@ -21,6 +21,7 @@ async def enqueue_advance(queue: ArqRedis, store: Store, run_id: str, reason: st
         await queue.enqueue_job(
             "advance", run_id, _job_id=f"advance:{run_id}:{reason}", _queue_name=store.keys.queue
         )
-        await store.r.publish(store.keys.wake_channel, "1")
+        if store.settings.wake_workers:
+            await store.r.publish(store.keys.wake_channel, "1")
     except Exception:
         log.warning("could not queue run %s now; the reconciler will", run_id, exc_info=True)

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     job_timeout_s: int = 300
     job_max_tries: int = 5
     poll_delay_s: float = 0.5
+    wake_workers: bool = True
+    """Publish on a channel when a job is queued, so idle workers start it at once."""
     thread_lock_ttl_s: int = 60
     reconcile_interval_s: float = 5.0
     reconcile_grace_s: float = 10.0

@@ -6,7 +6,7 @@ The counters live in Redis so a test can read what happened inside a worker proc
 from __future__ import annotations
 
 import os
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 import redis
 from langchain_core.runnables import RunnableConfig
@@ -65,3 +65,67 @@ def _build_failing() -> Any:
 
 
 failing = _build_failing()
+
+
+def _gate(thread_id: str) -> None:
+    """Blocks until the test pushes to the gate list, so it can kill the worker here."""
+    prefix = os.environ["BROKER_KEY_PREFIX"]
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    try:
+        client.blpop([f"{prefix}:test:gate:{thread_id}"], timeout=120)
+    finally:
+        client.close()
+
+
+def _ask_then_wait(state: CountState, config: RunnableConfig) -> dict[str, Any]:
+    answer = interrupt({"type": "approval", "content": "answer, then kill my worker"})
+    thread_id = config["configurable"]["thread_id"]
+    _bump(thread_id, "answered")
+    _gate(thread_id)
+    return {"answer": answer}
+
+
+def _build_gated() -> Any:
+    g = StateGraph(CountState)
+    g.add_node("ask", _ask_then_wait)
+    g.add_node("after", _after)
+    g.add_edge(START, "ask")
+    g.add_edge("ask", "after")
+    g.add_edge("after", END)
+    return g.compile()
+
+
+gated = _build_gated()
+
+
+class FanState(TypedDict, total=False):
+    answers: Annotated[dict[str, Any], lambda a, b: {**a, **b}]
+
+
+def _branch(name: str) -> Any:
+    def node(state: FanState, config: RunnableConfig) -> dict[str, Any]:
+        answer = interrupt({"type": "approval", "content": f"branch {name}"})
+        _bump(config["configurable"]["thread_id"], f"branch-{name}")
+        return {"answers": {name: answer}}
+
+    return node
+
+
+def _join(state: FanState, config: RunnableConfig) -> dict[str, Any]:
+    _bump(config["configurable"]["thread_id"], "join")
+    return {}
+
+
+def _build_fanout() -> Any:
+    g = StateGraph(FanState)
+    g.add_node("a", _branch("a"))
+    g.add_node("b", _branch("b"))
+    g.add_node("join", _join)
+    g.add_edge(START, "a")
+    g.add_edge(START, "b")
+    g.add_edge(["a", "b"], "join")
+    g.add_edge("join", END)
+    return g.compile()
+
+
+fanout = _build_fanout()

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_AGENTS = (
     "naming=agent.naming:graph,scheduling=agent.scheduling:graph,"
     "tool_approval=agent.tool_approval:graph,parallel=agent.parallel:graph,"
-    "counter=tests.graphs:counter,failing=tests.graphs:failing"
+    "counter=tests.graphs:counter,failing=tests.graphs:failing,"
+    "gated=tests.graphs:gated,fanout=tests.graphs:fanout"
 )
 DEADLINE_S = 60.0
 
@@ -38,8 +39,8 @@ def broker_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
         BROKER_AGENTS=TEST_AGENTS,
         BROKER_POLL_DELAY_S="0.5",
         PYTHONPATH=str(ROOT),
-        **extra,
     )
+    env.update(extra)
     return env
 
 

@@ -4,52 +4,45 @@ key isolation and a real interrupted graph resumed after a restart."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Annotated, Any, TypedDict
 
 import pytest
 import redis.asyncio as aioredis
+from langchain_core.runnables import RunnableConfig
 from langgraph.channels import DeltaChannel
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.conformance import spec as suite
 from langgraph.checkpoint.conformance.capabilities import Capability, DetectedCapabilities
-from langgraph.checkpoint.conformance.spec import (
-    test_copy_thread,
-    test_delete_for_runs,
-    test_delete_thread,
-    test_get_tuple,
-    test_list,
-    test_prune,
-    test_put,
-    test_put_writes,
-)
 from langgraph.checkpoint.conformance.test_utils import (
     generate_checkpoint,
     generate_config,
     generate_metadata,
 )
+from langgraph.checkpoint.serde.types import INTERRUPT
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
 from broker.keys import Keys
 from worker.checkpointer import RedisCheckpointSaver
 
-Spec = Callable[[BaseCheckpointSaver], Awaitable[None]]
+Spec = Callable[[BaseCheckpointSaver], Coroutine[Any, Any, None]]
 
-SUITES: dict[Capability, list[Spec]] = {
-    Capability.PUT: test_put.ALL_PUT_TESTS,
-    Capability.PUT_WRITES: test_put_writes.ALL_PUT_WRITES_TESTS,
-    Capability.GET_TUPLE: test_get_tuple.ALL_GET_TUPLE_TESTS,
-    Capability.LIST: test_list.ALL_LIST_TESTS,
-    Capability.DELETE_THREAD: test_delete_thread.ALL_DELETE_THREAD_TESTS,
-    Capability.DELETE_FOR_RUNS: test_delete_for_runs.ALL_DELETE_FOR_RUNS_TESTS,
-    Capability.COPY_THREAD: test_copy_thread.ALL_COPY_THREAD_TESTS,
-    Capability.PRUNE: test_prune.ALL_PRUNE_TESTS,
+SUITES: dict[Capability, Sequence[Spec]] = {
+    Capability.PUT: suite.test_put.ALL_PUT_TESTS,
+    Capability.PUT_WRITES: suite.test_put_writes.ALL_PUT_WRITES_TESTS,
+    Capability.GET_TUPLE: suite.test_get_tuple.ALL_GET_TUPLE_TESTS,
+    Capability.LIST: suite.test_list.ALL_LIST_TESTS,
+    Capability.DELETE_THREAD: suite.test_delete_thread.ALL_DELETE_THREAD_TESTS,
+    Capability.DELETE_FOR_RUNS: suite.test_delete_for_runs.ALL_DELETE_FOR_RUNS_TESTS,
+    Capability.COPY_THREAD: suite.test_copy_thread.ALL_COPY_THREAD_TESTS,
+    Capability.PRUNE: suite.test_prune.ALL_PRUNE_TESTS,
 }
 CASES = [
-    pytest.param(spec, id=f"{cap.value}:{spec.__name__}")
-    for cap, specs in SUITES.items()
-    for spec in specs
+    pytest.param(case, id=f"{cap.value}:{case.__name__}")
+    for cap, cases in SUITES.items()
+    for case in cases
 ]
 
 
@@ -67,9 +60,9 @@ def saver(client: aioredis.Redis, keys: Keys) -> RedisCheckpointSaver:
     return RedisCheckpointSaver(client, keys)
 
 
-@pytest.mark.parametrize("spec", CASES)
-async def test_conformance(saver: RedisCheckpointSaver, spec: Spec) -> None:
-    await spec(saver)
+@pytest.mark.parametrize("case", CASES)
+async def test_conformance(saver: RedisCheckpointSaver, case: Spec) -> None:
+    await case(saver)
 
 
 async def test_conformance_report(redis_url: str, keys: Keys) -> None:
@@ -108,11 +101,11 @@ async def _put(
     ns: str = "",
     parent: str | None = None,
     **values: Any,
-) -> dict[str, Any]:
+) -> RunnableConfig:
     cp = generate_checkpoint(channel_values=values, channel_versions=dict.fromkeys(values, 1))
     config = generate_config(thread_id, checkpoint_ns=ns, checkpoint_id=parent)
     stored = await saver.aput(config, cp, generate_metadata(), dict.fromkeys(values, 1))
-    return dict(stored)
+    return stored
 
 
 async def _thread_keys(client: aioredis.Redis, keys: Keys, thread_id: str) -> set[bytes]:
@@ -197,6 +190,44 @@ async def test_thread_ids_and_namespaces_with_colons_do_not_collide(
     assert await saver.aget_tuple(generate_config("a:b", checkpoint_ns="c")) is None
     assert await saver.aget_tuple(generate_config("a", checkpoint_ns="b:c")) is not None
     assert await saver.aget_tuple(generate_config("a%3Ab", checkpoint_ns="c")) is not None
+
+
+async def test_retried_writes_keep_the_first_value_but_special_channels_the_last(
+    saver: RedisCheckpointSaver,
+) -> None:
+    stored = await _put(saver, "writes")
+    await saver.aput_writes(stored, [("ch", "first"), (INTERRUPT, "old")], "task")
+    await saver.aput_writes(stored, [("ch", "retry"), (INTERRUPT, "new")], "task")
+    tup = await saver.aget_tuple(stored)
+    assert tup is not None
+    assert sorted(tup.pending_writes or []) == [("task", INTERRUPT, "new"), ("task", "ch", "first")]
+
+
+async def test_list_pages_through_long_threads(saver: RedisCheckpointSaver) -> None:
+    ids: list[str] = []
+    parent = None
+    for step in range(230):  # more than two pages
+        cp = generate_checkpoint()
+        source = "input" if step % 3 == 0 else "loop"
+        config = generate_config("long", checkpoint_id=parent)
+        await saver.aput(config, cp, generate_metadata(source=source, step=step), {})
+        parent = cp["id"]
+        ids.append(cp["id"])
+    newest_first = ids[::-1]
+
+    async def listed(**kwargs: Any) -> list[str]:
+        return [t.checkpoint["id"] async for t in saver.alist(generate_config("long"), **kwargs)]
+
+    assert await listed() == newest_first
+    assert await listed(limit=150) == newest_first[:150]
+    assert await listed(filter={"source": "input"}) == ids[::3][::-1]
+    assert (
+        await listed(filter={"source": "loop"}, limit=120)
+        == [i for n, i in enumerate(ids) if n % 3][::-1][:120]
+    )
+    before = generate_config("long", checkpoint_id=ids[150])
+    assert await listed(before=before, limit=5) == ids[145:150][::-1]
+    assert await listed(before=before) == ids[:150][::-1]
 
 
 def test_checkpoint_keys_share_the_prefix_and_escape_separators() -> None:

@@ -228,17 +228,34 @@ def test_dev_restart_keeps_the_embedded_data(start_dev: Callable[..., Dev], tmp_
     assert second.stop() == 0
 
 
+@pytest.mark.parametrize(
+    ("victim", "reported"), [("worker", "worker"), ("valkey-server", "embedded-redis")]
+)
 def test_dev_stops_everything_when_a_child_dies(
-    start_dev: Callable[..., Dev], tmp_path: Path
+    start_dev: Callable[..., Dev], tmp_path: Path, victim: str, reported: str
 ) -> None:
     dev = start_dev(_env(), "--data-dir", str(tmp_path / "data"))
     dev.wait_for_banner()
 
-    os.kill(dev.pids["worker"], signal.SIGKILL)
+    os.kill(dev.pids[victim], signal.SIGKILL)
 
     assert dev.wait() == 1
-    assert "worker exited" in dev.output
+    assert f"{reported} exited" in dev.output
     assert [name for name, pid in dev.pids.items() if _alive(pid)] == []
+
+
+def test_dev_refuses_a_data_dir_another_dev_uses(
+    start_dev: Callable[..., Dev], tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    first = start_dev(_env(), "--data-dir", str(data_dir))
+    first.wait_for_banner()
+
+    second = start_dev(_env(), "--data-dir", str(data_dir))
+    assert second.wait() == 1
+    assert f"(pid {first.pids['valkey-server']}) still uses" in second.output
+
+    assert first.stop() == 0
 
 
 def test_dev_children_stop_when_dev_itself_is_killed(

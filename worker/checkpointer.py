@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 from typing import Any, NoReturn
 
@@ -48,7 +48,7 @@ if ttl > 0 then
 end
 for i = 3, #KEYS do
   redis.call('SADD', KEYS[1], KEYS[i])
-  -- mutated
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
 end
 redis.call('ZADD', KEYS[2], score, ARGV[1])
 """
@@ -83,7 +83,7 @@ def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
 
 def _target(config: RunnableConfig) -> tuple[str, str, str | None]:
     conf = config["configurable"]
-    return str(conf["thread_id"]), conf.get("checkpoint_ns", ""), conf.get("checkpoint_id")
+    return str(conf["thread_id"]), conf.get("checkpoint_ns") or "", conf.get("checkpoint_id")
 
 
 def _async_only(method: str) -> NoReturn:
@@ -129,7 +129,7 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
 
     # -- reads -----------------------------------------------------------------------
     async def _ids(self, thread_id: str, ns: str, below: str | None, count: int) -> list[str]:
-        """Up to ``count`` checkpoint ids, newest first, strictly below ``below``."""
+        # Newest first, strictly below ``below``: O(log n) wherever the page starts.
         found = await self.redis.zrevrangebylex(
             self.keys.checkpoint_index(thread_id, ns), f"({below}" if below else "+", "-", 0, count
         )
@@ -157,7 +157,7 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
         )
         blobs: dict[str, bytes | None] = {}
         if wanted:
-            stored = await self.redis.hmget(k.checkpoint_blobs(thread_id, ns), wanted)  # type: ignore[misc]
+            stored = await self.redis.hmget(k.checkpoint_blobs(thread_id, ns), wanted)
             blobs = dict(zip(wanted, stored, strict=True))
         tuples = []
         for cid, row, metadata, writes, cp in found:
@@ -241,7 +241,7 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
                     below = ids[-1]
 
     async def _namespaces(self, thread_id: str) -> list[str]:
-        members = await self.redis.smembers(self.keys.checkpoint_namespaces(thread_id))  # type: ignore[misc]
+        members = await self.redis.smembers(self.keys.checkpoint_namespaces(thread_id))
         return sorted(m.decode() for m in members)
 
     async def _threads(self) -> list[str]:
@@ -279,11 +279,12 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
             _field(ch, str(v)): self._dump(values[ch]) if ch in values else _EMPTY
             for ch, v in new_versions.items()
         }
+        ns_key, index = k.checkpoint_namespaces(thread_id), k.checkpoint_index(thread_id, ns)
         cp_key = k.checkpoint(thread_id, ns, cid)
-        written = [k.checkpoint_namespaces(thread_id), k.checkpoint_index(thread_id, ns), cp_key]
+        written = [ns_key, index, cp_key]
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(written[0], ns)
-            pipe.zadd(written[1], {cid: 0})
+            pipe.sadd(ns_key, ns)
+            pipe.zadd(index, {cid: 0})
             pipe.delete(cp_key)  # a repeated put replaces the whole row
             pipe.hset(cp_key, mapping=row)
             if blobs:
@@ -319,7 +320,7 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
             # A retried task must not change writes already saved; special channels
             # (errors, interrupts, resumes) keep only their latest value, as InMemorySaver does.
             for field, entry in kept.items():
-                pipe.hsetnx(key, field, entry)  # type: ignore[arg-type]
+                pipe.hsetnx(key, field, entry)
             if replaced:
                 pipe.hset(key, mapping=replaced)
             await self._track(pipe, thread_id, [key])
@@ -379,14 +380,12 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
     async def _for_thread_keys(
         self, thread_id: str, apply: Callable[[Pipeline, list[Any]], None]
     ) -> None:
-        """Run ``apply(pipe, keys)`` in a transaction over every key of the thread.
-
-        WATCH on the key index retries the transaction if a concurrent write adds a key.
-        """
+        # apply(pipe, keys) runs in one transaction over every key of the thread; WATCH on
+        # the key index retries it when a concurrent write adds a key in between.
         index = self.keys.checkpoint_thread_keys(thread_id)
 
         async def run(pipe: Pipeline) -> None:
-            members = await pipe.smembers(index)  # type: ignore[misc]
+            members = await pipe.smembers(index)
             pipe.multi()
             apply(pipe, [index, *members])
 
@@ -442,7 +441,7 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
             return
 
         async def delete(pipe: Pipeline) -> None:
-            listed = [await pipe.smembers(run_key) for run_key in run_keys]  # type: ignore[misc]
+            listed = [await pipe.smembers(run_key) for run_key in run_keys]
             pipe.multi()
             for run_key, members in zip(run_keys, listed, strict=True):
                 for member in members:
@@ -485,7 +484,7 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
         # walk parents until every delta channel of the latest checkpoint has one.
         pending: set[str] | None = None
         while cid is not None and cid not in kept:
-            row = await pipe.hgetall(k.checkpoint(thread_id, ns, cid))  # type: ignore[misc]
+            row = await pipe.hgetall(k.checkpoint(thread_id, ns, cid))
             if not row:
                 break
             versions = self._load(row[b"checkpoint"])["channel_versions"]
@@ -494,7 +493,7 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
                 counters = self._load(row[b"metadata"]).get("counters_since_delta_snapshot")
                 pending = set(counters or ())
             fields = [_field(ch, str(versions[ch])) for ch in pending if ch in versions]
-            stored = await pipe.hmget(blobs_key, fields) if fields else []  # type: ignore[misc]
+            stored = await pipe.hmget(blobs_key, fields) if fields else []
             pending -= {
                 json.loads(f)[0]
                 for f, raw in zip(fields, stored, strict=True)
@@ -503,7 +502,7 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
             parent = row.get(b"parent")
             cid = parent.decode() if pending and parent else None
         referenced = {_field(ch, str(v)) for vs in kept.values() for ch, v in vs.items()}
-        unused = [f for f in await pipe.hkeys(blobs_key) if f.decode() not in referenced]  # type: ignore[misc]
+        unused = [f for f in await pipe.hkeys(blobs_key) if f.decode() not in referenced]
         dropped = [c for c in ids if c not in kept]
         pipe.multi()
         if dropped:
@@ -530,45 +529,26 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
         return f"{current_v + 1:032}.{random.random():016}"
 
     # -- sync API: not supported ---------------------------------------------------------
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+    def get_tuple(self, *args: Any, **kwargs: Any) -> NoReturn:
         _async_only("aget_tuple")
 
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
+    def list(self, *args: Any, **kwargs: Any) -> NoReturn:
         _async_only("alist")
 
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
+    def put(self, *args: Any, **kwargs: Any) -> NoReturn:
         _async_only("aput")
 
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
+    def put_writes(self, *args: Any, **kwargs: Any) -> NoReturn:
         _async_only("aput_writes")
 
-    def delete_thread(self, thread_id: str) -> None:
+    def delete_thread(self, *args: Any, **kwargs: Any) -> NoReturn:
         _async_only("adelete_thread")
 
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+    def delete_for_runs(self, *args: Any, **kwargs: Any) -> NoReturn:
         _async_only("adelete_for_runs")
 
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+    def copy_thread(self, *args: Any, **kwargs: Any) -> NoReturn:
         _async_only("acopy_thread")
 
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+    def prune(self, *args: Any, **kwargs: Any) -> NoReturn:
         _async_only("aprune")

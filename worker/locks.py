@@ -38,7 +38,7 @@ async def thread_lock(
     async def renew() -> None:
         while True:
             await asyncio.sleep(ttl_s / 3)
-            await r.eval(RENEW_LOCK, 1, key, token, ttl_ms)  # type: ignore[misc]
+            await r.eval(RENEW_LOCK, 1, key, token, ttl_ms)
 
     renewer = asyncio.create_task(renew())
     try:
@@ -48,4 +48,4 @@ async def thread_lock(
         with contextlib.suppress(asyncio.CancelledError):
             await renewer
         # shielded so a cancelled job still frees the thread at once
-        await asyncio.shield(r.eval(RELEASE_LOCK, 1, key, token))  # type: ignore[misc]
+        await asyncio.shield(r.eval(RELEASE_LOCK, 1, key, token))

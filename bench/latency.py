@@ -1,0 +1,117 @@
+"""Answer → resumed latency: the broker against the in-process floor.
+
+For each cycle the script answers the pending interrupt over HTTP and waits for the
+run's next ``run.interrupted`` (or ``run.succeeded``) event on its Redis stream. The
+floor runs the same graph on the same checkpoint saver in this process, with no broker.
+
+    uv run python -m bench.latency [--cycles 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis.asyncio as aioredis
+from langgraph.types import Command
+
+from bench._common import HEADER, redis_url, row
+from bench.graphs import loop
+from broker.codec import loads
+from broker.keys import Keys
+from tests.harness import Broker
+from worker.checkpointer import RedisCheckpointSaver
+
+
+async def floor(url: str, cycles: int) -> list[float]:
+    client = aioredis.Redis.from_url(url)
+    keys = Keys(f"benchfloor{uuid.uuid4().hex[:6]}")
+    saver = RedisCheckpointSaver(client, keys)
+    graph = loop.copy(update={"checkpointer": saver})
+    config: dict[str, Any] = {"configurable": {"thread_id": "floor"}}
+    await graph.ainvoke({"steps": cycles + 1}, config, durability="sync")
+    samples = []
+    for n in range(cycles):
+        t0 = time.perf_counter()
+        await graph.ainvoke(Command(resume=n), config, durability="sync")
+        samples.append(time.perf_counter() - t0)
+    await saver.adelete_thread("floor")
+    await client.aclose()
+    return samples
+
+
+async def _next_event(r: aioredis.Redis, stream: str, last: str, kinds: set[str]) -> str:
+    while True:
+        got = await r.xread({stream: last}, block=10_000, count=100)
+        if not got:
+            raise TimeoutError(f"no event on {stream}")
+        for eid, fields in got[0][1]:
+            last = eid
+            if loads(fields["event"])["type"] in kinds:
+                return str(last)
+
+
+async def broker_cycles(url: str, cycles: int, poll_delay: str, wake: bool) -> list[float]:
+    prefix = f"bench{uuid.uuid4().hex[:6]}"
+    b = Broker(
+        url,
+        prefix,
+        Path(tempfile.mkdtemp()),
+        BROKER_AGENTS="loop=bench.graphs:loop",
+        BROKER_POLL_DELAY_S=poll_delay,
+        BROKER_WAKE_WORKERS="1" if wake else "0",
+    )
+    r = aioredis.Redis.from_url(url, decode_responses=True)
+    samples: list[float] = []
+    try:
+        b.start_worker()
+        b.start_api()
+        b.wait_ready()
+        async with httpx.AsyncClient(base_url=b.url, timeout=30) as api:
+            run = (
+                await api.post("/runs", json={"agent_id": "loop", "input": {"steps": cycles + 1}})
+            ).json()
+            stream = Keys(prefix).run_events(run["run_id"])
+            last = await _next_event(r, stream, "0", {"run.interrupted"})
+            for n in range(cycles):
+                iid = (await api.get(f"/runs/{run['run_id']}")).json()["pending_interrupts"][0]
+                t0 = time.perf_counter()
+                resp = await api.post(f"/interrupts/{iid}/resolve", json={"value": n})
+                resp.raise_for_status()
+                last = await _next_event(r, stream, last, {"run.interrupted", "run.succeeded"})
+                samples.append(time.perf_counter() - t0)
+    finally:
+        b.stop()
+        keys = [k async for k in r.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await r.delete(*keys)
+        await r.aclose()
+    return samples
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=200)
+    args = parser.parse_args()
+    with redis_url() as url:
+        base = await floor(url, args.cycles)
+        woken = await broker_cycles(url, args.cycles, "0.5", wake=True)
+        polled = await broker_cycles(url, min(args.cycles, 40), "0.5", wake=False)
+    floor_p50 = sorted(base)[len(base) // 2] * 1000
+    print(f"answer → resumed (next interrupt event observed), Redis at {url}")
+    print(HEADER)
+    print(row("in-process floor (same graph+saver)", base, floor_p50))
+    print(row("broker, wake-up on answer", woken, floor_p50))
+    print(row("broker, arq polling only (0.5 s)", polled, floor_p50))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,253 @@
+"""Crashes and restarts: invariants 2, 3 and 7 with real processes.
+
+- a worker killed in the middle of a resume: the run still resumes, exactly once;
+- an answer recorded but never queued (the API died in between): the reconciler resumes it;
+- two workers, two answers at once on one thread: the graph never runs twice in parallel;
+- Redis killed and restarted from its append-only file: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from broker.settings import Settings
+from broker.store import Store
+from tests.conftest import _delete_prefix
+from tests.flow import next_interrupt, pending, run_state, start, wait_status
+from tests.harness import Broker, free_port, wait_until
+
+pytestmark = pytest.mark.slow
+
+FAST_RECOVERY = {
+    "BROKER_THREAD_LOCK_TTL_S": "2",
+    "BROKER_RECONCILE_INTERVAL_S": "0.5",
+    "BROKER_RECONCILE_GRACE_S": "1",
+    "BROKER_WORKER_HEARTBEAT_S": "0.5",
+}
+
+
+@pytest.fixture
+def make_broker(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[Any]:
+    made: list[Broker] = []
+
+    def make(url: str = redis_url, **env: str) -> Broker:
+        b = Broker(url, prefix, tmp_path, **{**FAST_RECOVERY, **env})
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.stop()
+
+
+def _count(url: str, prefix: str, what: str, thread_id: str) -> int:
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.get(f"{prefix}:test:{what}:{thread_id}") or 0)
+    finally:
+        client.close()
+
+
+def test_worker_killed_mid_resume_still_resumes_once(
+    make_broker: Any, redis_url: str, prefix: str
+) -> None:
+    b = make_broker()
+    first = b.start_worker()
+    b.start_api()
+    b.wait_ready()
+    with httpx.Client(base_url=b.url, timeout=30) as api:
+        run = start(api, "gated", {})
+        target = next_interrupt(api, run["run_id"])
+        r = api.post(f"/interrupts/{target['id']}/resolve", json={"value": "go"})
+        assert r.status_code == 200
+        thread = run["thread_id"]
+        # the worker is now inside the node, past interrupt(), blocked on the gate
+        wait_until(lambda: _count(redis_url, prefix, "answered", thread) == 1, "the node to run")
+        first.kill()
+        assert run_state(api, run["run_id"])["status"] == "running"
+
+        b.start_worker()
+        client = redis.Redis.from_url(redis_url)
+        try:
+            # the new worker re-enters the node once the dead one's lock lapses
+            wait_until(
+                lambda: _count(redis_url, prefix, "answered", thread) == 2, "the retried node"
+            )
+            client.rpush(f"{prefix}:test:gate:{thread}", "open")
+        finally:
+            client.close()
+        done = wait_status(api, run["run_id"], "succeeded", "failed")
+    assert done["status"] == "succeeded", done
+    assert done["output"]["values"]["answer"] == "go"
+    assert done["attempts"] >= 3  # start, resume, recovery
+    assert _count(redis_url, prefix, "after", thread) == 1
+
+
+def test_answer_recorded_but_never_queued_is_resumed_by_the_reconciler(
+    make_broker: Any, redis_url: str, prefix: str
+) -> None:
+    b = make_broker()
+    b.start_worker()
+    b.start_api()
+    b.wait_ready()
+    with httpx.Client(base_url=b.url, timeout=30) as api:
+        run = start(api, "counter", {})
+        target = next_interrupt(api, run["run_id"])
+
+        async def record_only() -> None:
+            import redis.asyncio as aioredis
+
+            client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+            try:
+                store = Store(client, Settings(redis_url=redis_url, key_prefix=prefix))
+                # what the API does before it queues the job; here no job is queued
+                await store.resolve(target["id"], "late", resolved_by=None, channel="rest")
+            finally:
+                await client.aclose()
+
+        asyncio.run(record_only())
+        done = wait_status(api, run["run_id"], "succeeded", "failed")
+    assert done["status"] == "succeeded"
+    assert done["output"]["values"]["answer"] == "late"
+    assert _count(redis_url, prefix, "after", run["thread_id"]) == 1
+
+
+def test_two_workers_never_run_one_thread_in_parallel(
+    make_broker: Any, redis_url: str, prefix: str
+) -> None:
+    b = make_broker()
+    b.start_worker()
+    b.start_worker()
+    b.start_api()
+    b.wait_ready()
+    with httpx.Client(base_url=b.url, timeout=30) as api:
+        for _ in range(3):
+            run = start(api, "fanout", {})
+            wait_status(api, run["run_id"], "interrupted", pending=2)
+            a, c = pending(api, run["run_id"])
+
+            async def both(a: dict[str, Any] = a, c: dict[str, Any] = c) -> list[int]:
+                async with httpx.AsyncClient(base_url=b.url, timeout=30) as client:
+                    rs = await asyncio.gather(
+                        client.post(f"/interrupts/{a['id']}/resolve", json={"value": "A"}),
+                        client.post(f"/interrupts/{c['id']}/resolve", json={"value": "C"}),
+                    )
+                    return [r.status_code for r in rs]
+
+            assert asyncio.run(both()) == [200, 200]
+            done = wait_status(api, run["run_id"], "succeeded", "failed")
+            assert done["status"] == "succeeded", done
+            answers = done["output"]["values"]["answers"]
+            assert sorted(answers.values()) == ["A", "C"]
+            thread = run["thread_id"]
+            assert _count(redis_url, prefix, "branch-a", thread) == 1
+            assert _count(redis_url, prefix, "branch-b", thread) == 1
+            assert _count(redis_url, prefix, "join", thread) == 1
+
+
+class AofRedis:
+    """A redis-server of the test's own that persists every write to its append-only file."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.dir = workdir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+
+        def up() -> bool:
+            try:
+                return bool(redis.Redis.from_url(self.url).ping())
+            except redis.RedisError:
+                return False
+
+        wait_until(up, "redis-server to start")
+
+    def crash(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def test_nothing_is_lost_across_a_redis_crash_with_aof(
+    make_broker: Any, prefix: str, tmp_path: Path
+) -> None:
+    server = AofRedis(tmp_path)
+    server.start()
+    try:
+        b = make_broker(server.url)
+        worker = b.start_worker()
+        b.start_api()
+        b.wait_ready()
+        with httpx.Client(base_url=b.url, timeout=30) as api:
+            answered = start(api, "counter", {})
+            to_answer = next_interrupt(api, answered["run_id"])
+            waiting = start(api, "counter", {})
+            still_pending = next_interrupt(api, waiting["run_id"])
+            # no worker: the accepted answer's resume stays queued
+            worker.stop()
+            assert (
+                api.post(
+                    f"/interrupts/{to_answer['id']}/resolve", json={"value": "kept"}
+                ).status_code
+                == 200
+            )
+            queued = start(api, "counter", {})
+
+            server.crash()
+            server.start()
+
+            def api_back() -> bool:
+                return api.get(f"/runs/{queued['run_id']}").status_code == 200
+
+            wait_until(api_back, "the API to reach the restarted Redis")
+            assert api.get(f"/interrupts/{still_pending['id']}").json()["status"] == "pending"
+            resolved = api.get(f"/interrupts/{to_answer['id']}").json()
+            assert resolved["status"] == "resolved"
+            assert resolved["resolution"]["value"] == "kept"
+            assert run_state(api, queued["run_id"])["status"] == "queued"
+
+            b.start_worker()
+            done = wait_status(api, answered["run_id"], "succeeded", "failed")
+            assert done["status"] == "succeeded"
+            assert done["output"]["values"]["answer"] == "kept"
+            next_interrupt(api, queued["run_id"])
+            assert run_state(api, waiting["run_id"])["pending_interrupts"] == [still_pending["id"]]
+    finally:
+        server.stop()
+        _delete_prefix(server.url, prefix) if server.proc and server.proc.poll() is None else None
+    time.sleep(0)
