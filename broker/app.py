@@ -15,8 +15,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.registry import load_registry
 from broker import errors
+from broker.events import EventHub
 from broker.keys import Keys
-from broker.routes import agents, health, interrupts, runs
+from broker.routes import agents, health, interrupts, runs, stream
 from broker.settings import Settings, get_settings
 from broker.store import Store
 
@@ -42,10 +43,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.store = Store(client, settings)
         app.state.queue = queue
         app.state.registry = load_registry(settings.langgraph_json, settings.agents)
+        hub_client = aioredis.Redis.from_url(url, decode_responses=True)
+        app.state.hub = EventHub(hub_client, Keys(settings.key_prefix).events)
+        await app.state.hub.start()
         log.info("broker API ready; agents: %s", ", ".join(app.state.registry))
         try:
             yield
         finally:
+            await app.state.hub.stop()
+            await hub_client.aclose()
             await queue.aclose()
             await client.aclose()
 
@@ -55,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Durable, shared LangGraph interrupts, answerable from anywhere.",
         lifespan=lifespan,
     )
-    for module in (agents, runs, interrupts, health):
+    for module in (agents, runs, interrupts, stream, health):
         app.include_router(module.router)
 
     @app.exception_handler(errors.BrokerError)

@@ -35,7 +35,8 @@ PARENT_ENV = "BROKER_DEV_PARENT"
 
 # Long-lived streams (SSE, WebSocket) would otherwise hold a stopping API open forever.
 GRACEFUL_SHUTDOWN_S = 10
-# How long `broker dev` waits for a child to stop before it kills the child's group.
+# How long `broker dev` waits for a child to stop before it kills the child's group;
+# longer than the API's own limit, so the API gets to close its streams first.
 STOP_GRACE_S = 15.0
 POLL_S = 0.2
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -199,9 +200,12 @@ def _dev(args: argparse.Namespace) -> int:
         if redis_url:
             redis_note = "from REDIS_URL"
         else:
-            server, redis_url, server_pid = _start_embedded(args.data_dir, env)
-            if server_pid is None:
+            argv = [sys.executable, "-m", "broker._embedded", "--data-dir", str(args.data_dir)]
+            server = _Child("embedded-redis", _spawn(argv, env, stdout=subprocess.PIPE))
+            handshake = _read_handshake(server)
+            if handshake is None:
                 return 1
+            redis_url, server_pid = handshake
             redis_note = f"embedded Valkey, data in {args.data_dir.resolve()}"
         env["REDIS_URL"] = redis_url
 
@@ -247,17 +251,15 @@ def _spawn(
     return subprocess.Popen(argv, env=env, stdout=stdout, start_new_session=True)
 
 
-def _start_embedded(data_dir: Path, env: dict[str, str]) -> tuple[_Child, str, int | None]:
-    argv = [sys.executable, "-m", "broker._embedded", "--data-dir", str(data_dir)]
-    child = _Child("embedded-redis", _spawn(argv, env, stdout=subprocess.PIPE))
-    assert child.process.stdout is not None
+def _read_handshake(server: _Child) -> tuple[str, int] | None:
+    assert server.process.stdout is not None
     # One line once the server answers PING; end of file if it could not start.
-    line = child.process.stdout.readline()
-    child.process.stdout.close()
+    line = server.process.stdout.readline()
+    server.process.stdout.close()
     if not line:
-        return child, "", None
+        return None
     info = json.loads(line)
-    return child, str(info["url"]), int(info["pid"])
+    return str(info["url"]), int(info["pid"])
 
 
 def _wait_ready(url: str, watched: list[_Child], signals: _Signals) -> bool:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from arq.connections import ArqRedis
 from fastapi import Depends, Request
 
+from broker.events import EventHub
 from broker.settings import Settings
 from broker.store import Store
 
@@ -26,6 +27,11 @@ def get_registry(request: Request) -> dict[str, Any]:
     return registry
 
 
+def get_hub(request: Request) -> EventHub:
+    hub: EventHub = request.app.state.hub
+    return hub
+
+
 def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -35,3 +41,4 @@ StoreDep = Annotated[Store, Depends(get_store)]
 QueueDep = Annotated[ArqRedis, Depends(get_queue)]
 RegistryDep = Annotated[dict[str, Any], Depends(get_registry)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+HubDep = Annotated[EventHub, Depends(get_hub)]

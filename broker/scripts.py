@@ -22,8 +22,8 @@ redis.call('ZADD', KEYS[4], seq, ARGV[1])
 redis.call('ZADD', KEYS[5], seq, ARGV[1])
 redis.call('ZADD', KEYS[6], seq, ARGV[1])
 redis.call('ZADD', KEYS[8], ARGV[4], ARGV[1])
-redis.call('XADD', KEYS[9], 'MAXLEN', '~', ARGV[6], '*', 'event', ARGV[5])
-redis.call('XADD', KEYS[10], 'MAXLEN', '~', ARGV[7], '*', 'event', ARGV[5])
+local eid = redis.call('XADD', KEYS[9], 'MAXLEN', '~', ARGV[6], '*', 'event', ARGV[5])
+redis.call('XADD', KEYS[10], 'MAXLEN', '~', ARGV[7], eid, 'event', ARGV[5])
 return {'ok', tostring(seq)}
 """
 
@@ -55,8 +55,8 @@ for i = 6, 9 do redis.call('ZADD', KEYS[i], seq, ARGV[11]) end
 redis.call('INCR', KEYS[10])
 redis.call('HINCRBY', KEYS[15], 'answers', 1)
 redis.call('ZADD', KEYS[11], 'NX', ARGV[2], ARGV[3])
-redis.call('XADD', KEYS[12], 'MAXLEN', '~', ARGV[9], '*', 'event', ARGV[4])
-redis.call('XADD', KEYS[13], 'MAXLEN', '~', ARGV[10], '*', 'event', ARGV[4])
+local eid = redis.call('XADD', KEYS[12], 'MAXLEN', '~', ARGV[9], '*', 'event', ARGV[4])
+redis.call('XADD', KEYS[13], 'MAXLEN', '~', ARGV[10], eid, 'event', ARGV[4])
 if ARGV[6] ~= '' then
   redis.call('SET', KEYS[14], ARGV[5], 'PX', ARGV[7])
 end
@@ -74,6 +74,15 @@ for i = 2, 5 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 for i = 6, 9 do redis.call('ZADD', KEYS[i], seq, ARGV[1]) end
 redis.call('INCR', KEYS[10])
 return 1
+"""
+
+# Appends one event to the global stream and to its run's stream under the SAME id, so
+# one id is a resume cursor in both. Global ids only grow, so the run stream accepts it.
+# KEYS: 1 events, 2 run events; ARGV: 1 event json, 2 maxlen global, 3 maxlen run
+EMIT = """
+local eid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'event', ARGV[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], eid, 'event', ARGV[1])
+return eid
 """
 
 # Acquire-or-renew and release of a lock held under a random token.

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     events_maxlen_global: int = 100_000
     events_maxlen_run: int = 10_000
 
+    # Live streams: SSE heartbeat, and how far a subscriber may fall behind.
+    sse_heartbeat_s: float = 15.0
+    subscriber_queue_max: int = 1000
+
     # Checkpoints of finished threads expire after this many seconds (0 keeps them).
     checkpoint_ttl_s: int = 7 * 24 * 3600
 

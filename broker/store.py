@@ -23,7 +23,7 @@ from broker.records import (
     interrupt_view,
     run_view,
 )
-from broker.scripts import CREATE_RUN, MOVE_INTERRUPT, RESOLVE
+from broker.scripts import CREATE_RUN, EMIT, MOVE_INTERRUPT, RESOLVE
 from broker.settings import Settings
 
 
@@ -66,9 +66,10 @@ class Store:
         self._create_run = redis.register_script(CREATE_RUN)
         self._resolve = redis.register_script(RESOLVE)
         self._move = redis.register_script(MOVE_INTERRUPT)
+        self._emit = redis.register_script(EMIT)
 
     # -- events ---------------------------------------------------------------------
-    def _event(self, etype: str, run: dict[str, str], **data: Any) -> str:
+    def event(self, etype: str, run: dict[str, str], **data: Any) -> str:
         return dumps(
             {
                 "type": etype,
@@ -80,10 +81,14 @@ class Store:
             }
         )
 
-    def _xadd(self, pipe: Any, run_id: str, event: str) -> None:
+    async def emit(self, pipe: Any, run_id: str, event: str) -> None:
+        """Queues one event on ``pipe`` (a pipeline or the client itself)."""
         s = self.settings
-        pipe.xadd(self.keys.events, {"event": event}, maxlen=s.events_maxlen_global)
-        pipe.xadd(self.keys.run_events(run_id), {"event": event}, maxlen=s.events_maxlen_run)
+        await self._emit(
+            keys=[self.keys.events, self.keys.run_events(run_id)],
+            args=[event, s.events_maxlen_global, s.events_maxlen_run],
+            client=pipe,
+        )
 
     async def run_events(self, run_id: str, after: str = "0") -> list[tuple[str, dict[str, Any]]]:
         """The run's events after a stream id, oldest first."""
@@ -131,7 +136,7 @@ class Store:
                 thread_id,
                 dumps(flat),
                 ts,
-                self._event("run.queued", run, input=input),
+                self.event("run.queued", run, input=input),
                 self.settings.events_maxlen_global,
                 self.settings.events_maxlen_run,
             ],
@@ -223,9 +228,9 @@ class Store:
                         status=run["status"],
                     )
                 pipe.multi()
-                self._set_run_status(pipe, run, "cancelled")
+                self.set_run_status(pipe, run, "cancelled")
                 pipe.hset(k.run(run_id), "cancel_requested", "1")
-                self._xadd(pipe, run_id, self._event("run.cancelled", run))
+                await self.emit(pipe, run_id, self.event("run.cancelled", run))
                 try:
                     await pipe.execute()
                 except WatchError:
@@ -233,13 +238,15 @@ class Store:
                 break
         for h in await self.interrupt_hashes(run_id):
             if h["status"] == "pending" and await self._move_interrupt(h, "pending", "cancelled"):
-                ev = self._event("interrupt.cancelled", run, interrupt_id=h["id"])
+                ev = self.event(
+                    "interrupt.cancelled", run, interrupt_id=h["id"], type=h.get("type") or None
+                )
                 async with self.r.pipeline(transaction=True) as pipe:
-                    self._xadd(pipe, run_id, ev)
+                    await self.emit(pipe, run_id, ev)
                     await pipe.execute()
         return await self.get_run(run_id)
 
-    def _set_run_status(self, pipe: Any, run: dict[str, str], status: str, **fields: str) -> None:
+    def set_run_status(self, pipe: Any, run: dict[str, str], status: str, **fields: str) -> None:
         k = self.keys
         ts = str(now_ms())
         pipe.hset(k.run(run["id"]), mapping={"status": status, "updated_ms": ts, **fields})
@@ -254,7 +261,7 @@ class Store:
             pipe.zrem(k.runs_due, run["id"])
 
     # -- interrupts -------------------------------------------------------------------
-    def _interrupt_indexes(self, status: str, h: dict[str, str]) -> list[str]:
+    def interrupt_indexes(self, status: str, h: dict[str, str]) -> list[str]:
         k = self.keys
         return [
             k.interrupts_by_status(status),
@@ -268,8 +275,8 @@ class Store:
         k = self.keys
         keys = [
             k.interrupt(h["id"]),
-            *self._interrupt_indexes(src, h),
-            *self._interrupt_indexes(dst, h),
+            *self.interrupt_indexes(src, h),
+            *self.interrupt_indexes(dst, h),
             k.interrupts_version,
             k.seq,
         ]
@@ -408,17 +415,18 @@ class Store:
             idem_key = k.idempotency(interrupt_id, digest)
             payload_digest = hashlib.sha256(dumps([value, resolved_by]).encode()).hexdigest()
         run = {"id": h["run_id"], "thread_id": h["thread_id"], "agent_id": h["agent_id"]}
-        event = self._event(
+        event = self.event(
             "interrupt.resolved",
             run,
             interrupt_id=interrupt_id,
+            type=h.get("type") or None,
             resolution=resolution,
         )
         res = await self._resolve(
             keys=[
                 k.interrupt(interrupt_id),
-                *self._interrupt_indexes("pending", h),
-                *self._interrupt_indexes("resolved", h),
+                *self.interrupt_indexes("pending", h),
+                *self.interrupt_indexes("resolved", h),
                 k.interrupts_version,
                 k.runs_due,
                 k.events,

@@ -45,7 +45,7 @@ class RunLedger:
                 if not run or run["status"] != expect:
                     return None
                 pipe.multi()
-                self.store._set_run_status(
+                self.store.set_run_status(
                     pipe,
                     run,
                     "running",
@@ -58,7 +58,7 @@ class RunLedger:
                 if expect != "running":
                     etype = "run.started" if phase == "start" else "run.resumed"
                     data: dict[str, Any] = {"interrupt_ids": applying} if applying else {}
-                    self.store._xadd(pipe, run_id, self.store._event(etype, run, **data))
+                    await self.store.emit(pipe, run_id, self.store.event(etype, run, **data))
                 try:
                     await pipe.execute()
                 except WatchError:
@@ -122,12 +122,12 @@ class RunLedger:
                     }
                     pipe.hset(k.interrupt(iid), mapping=h)
                     pipe.zadd(k.run_interrupts(run_id), {iid: seq})
-                    for index in self.store._interrupt_indexes("pending", h):
+                    for index in self.store.interrupt_indexes("pending", h):
                         pipe.zadd(index, {iid: seq})
-                    self.store._xadd(
+                    await self.store.emit(
                         pipe,
                         run_id,
-                        self.store._event(
+                        self.store.event(
                             "interrupt.created",
                             run,
                             interrupt_id=iid,
@@ -138,19 +138,31 @@ class RunLedger:
                 for h in stale:
                     # the graph moved past it without an answer (e.g. an edited state)
                     pipe.hset(k.interrupt(h["id"]), mapping={"status": "cancelled"})
-                    for index in self.store._interrupt_indexes(h["status"], h):
+                    for index in self.store.interrupt_indexes(h["status"], h):
                         pipe.zrem(index, h["id"])
+                    for index in self.store.interrupt_indexes("cancelled", h):
+                        pipe.zadd(index, {h["id"]: float(h.get("seq") or 0)})
+                    await self.store.emit(
+                        pipe,
+                        run_id,
+                        self.store.event(
+                            "interrupt.cancelled",
+                            run,
+                            interrupt_id=h["id"],
+                            type=h.get("type") or None,
+                        ),
+                    )
                 pipe.incr(k.interrupts_version)
-                self.store._set_run_status(pipe, run, "interrupted", applying="[]")
+                self.store.set_run_status(pipe, run, "interrupted", applying="[]")
                 if any(unapplied(h) for h in waiting):
                     pipe.zadd(k.runs_due, {run_id: ts}, nx=True)
                 else:
                     pipe.zrem(k.runs_due, run_id)
                 open_ids = [h["id"] for h in waiting if h["status"] == "pending"] + new_ids
-                self.store._xadd(
+                await self.store.emit(
                     pipe,
                     run_id,
-                    self.store._event("run.interrupted", run, interrupt_ids=open_ids),
+                    self.store.event("run.interrupted", run, interrupt_ids=open_ids),
                 )
                 try:
                     await pipe.execute()
@@ -183,9 +195,9 @@ class RunLedger:
                     fields["output"] = dumps(output)
                 if error is not None:
                     fields["error"] = dumps(error)
-                self.store._set_run_status(pipe, run, status, **fields)
+                self.store.set_run_status(pipe, run, status, **fields)
                 data = {"error": error} if error is not None else {"output": output}
-                self.store._xadd(pipe, run_id, self.store._event(f"run.{status}", run, **data))
+                await self.store.emit(pipe, run_id, self.store.event(f"run.{status}", run, **data))
                 try:
                     await pipe.execute()
                 except WatchError:

@@ -23,6 +23,7 @@ from broker.store import PendingInterrupt, Store
 from worker.ledger import RunLedger, unapplied
 from worker.locks import thread_lock
 from worker.output import summarize
+from worker.stream import run_graph
 
 log = logging.getLogger("worker.runner")
 
@@ -128,13 +129,16 @@ class Runner:
         if begun is None:
             return "superseded"
 
+        async def publish(etype: str, **data: Any) -> None:
+            await self.store.emit(self.store.r, run_id, self.store.event(etype, run, **data))
+
         try:
             if command is not None:
-                await graph.ainvoke(command, config, durability="sync")
+                await run_graph(graph, command, config, publish)
             else:
                 snapshot = await graph.aget_state(config)
                 if snapshot.next and not snapshot.interrupts:
-                    await graph.ainvoke(None, config, durability="sync")
+                    await run_graph(graph, None, config, publish)
             snapshot = await graph.aget_state(config)
         except Exception as exc:
             log.exception("run %s failed", run_id)

@@ -1,5 +1,5 @@
 """The API's route groups, one module each."""
 
-from broker.routes import agents, health, interrupts, runs
+from broker.routes import agents, health, interrupts, runs, stream
 
-__all__ = ["agents", "health", "interrupts", "runs"]
+__all__ = ["agents", "health", "interrupts", "runs", "stream"]
