@@ -223,6 +223,8 @@ async def run_worker(settings: Settings | None = None) -> None:
     worker = build_worker(settings or get_settings())
     try:
         await worker.async_run()
+    except asyncio.CancelledError:
+        pass  # arq's signal handler cancels the main task: a normal shutdown
     finally:
         await worker.close()
 
