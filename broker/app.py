@@ -14,12 +14,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.registry import load_registry
-from broker import errors
+from broker import auth, errors, webhooks
+from broker import links as action_links
 from broker.events import EventHub
+from broker.gate import AuthGate
 from broker.keys import Keys
-from broker.routes import agents, health, interrupts, runs, stream
+from broker.routes import admin, agents, agui, health, interrupts, links, runs, stream
 from broker.settings import Settings, get_settings
 from broker.store import Store
+from broker.threads import ThreadStates
+from worker.checkpointer import RedisCheckpointSaver
 
 log = logging.getLogger("broker")
 
@@ -31,6 +35,10 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Builds the API; connections open in the lifespan, never at import."""
     settings = settings or get_settings()
+    # refuse unusable keys, secrets and subscriptions now, not at the first request
+    keyring = auth.KeyRing.from_settings(settings)
+    webhook_config = webhooks.configured(settings)
+    action_links.secret_key(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -43,6 +51,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.store = Store(client, settings)
         app.state.queue = queue
         app.state.registry = load_registry(settings.langgraph_json, settings.agents)
+        saver_client = aioredis.Redis.from_url(url)
+        saver = RedisCheckpointSaver(saver_client, Keys(settings.key_prefix))
+        app.state.threads = ThreadStates(
+            {aid: spec.graph for aid, spec in app.state.registry.items()}, saver
+        )
         hub_client = aioredis.Redis.from_url(url, decode_responses=True)
         app.state.hub = EventHub(hub_client, Keys(settings.key_prefix).events)
         await app.state.hub.start()
@@ -52,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.hub.stop()
             await hub_client.aclose()
+            await saver_client.aclose()
             await queue.aclose()
             await client.aclose()
 
@@ -61,8 +75,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Durable, shared LangGraph interrupts, answerable from anywhere.",
         lifespan=lifespan,
     )
-    for module in (agents, runs, interrupts, stream, health):
+    for module in (agents, runs, interrupts, stream, agui, links, admin, health):
         app.include_router(module.router)
+    app.state.webhook_config = webhook_config
+    app.state.keyring = keyring
+    app.add_middleware(AuthGate, keyring=keyring)
 
     @app.exception_handler(errors.BrokerError)
     async def broker_error(_: Request, exc: errors.BrokerError) -> JSONResponse:

@@ -24,6 +24,15 @@ def validation_message(exc: ValidationError) -> str:
 
 async def read_json(request: Request, model: type[M], limit: int) -> M:
     """Parses the body into ``model``; each way it can be wrong has its own error."""
+    data = await read_json_object(request, limit)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise errors.InvalidRequest(validation_message(exc)) from exc
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object: checks content type, size and syntax."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise errors.UnsupportedMediaType(
@@ -46,7 +55,4 @@ async def read_json(request: Request, model: type[M], limit: int) -> M:
         raise errors.InvalidJSON(f"body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise errors.InvalidRequest("body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise errors.InvalidRequest(validation_message(exc)) from exc
+    return data

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ipaddress
 import json
 import os
 import signal
@@ -79,15 +80,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "dev":
         return _dev(args)
-    settings = get_settings()
     try:
+        settings = get_settings()
         settings.require_redis_url()
-    except RuntimeError as exc:
+        _check_config(args.command, settings)
+    except (RuntimeError, ValueError) as exc:
         print(f"broker {args.command}: {exc}", file=sys.stderr)
         return 2
     if args.command == "api":
         return _api(args, settings)
     return _worker(args, settings)
+
+
+def _check_config(command: str, settings: Settings) -> None:
+    """Raises ValueError, naming the fix, for configuration the process must not run with."""
+    from broker import auth, expiry, links, webhooks
+
+    keyring = auth.KeyRing.from_settings(settings)
+    links.secret_key(settings)
+    webhooks.configured(settings)
+    expiry.rules(settings.expiry)
+    if command == "api" and keyring.enabled and not keyring.keys:
+        raise ValueError(
+            "no API keys are configured, and without keys nobody could use the API. "
+            "Set BROKER_API_KEYS (or BROKER_API_KEYS_FILE) to a JSON list such as "
+            '[{"id": "ops", "key_sha256": "<sha256 hex of the key>", "scopes": ["admin"]}], '
+            "or set BROKER_AUTH=off to serve without authentication (trusted networks only)."
+        )
 
 
 def _api(args: argparse.Namespace, settings: Settings) -> int:
@@ -194,6 +213,18 @@ def _dev(args: argparse.Namespace) -> int:
         return 1
 
     env = {**os.environ, DEV_ENV: "1", PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+    # open by default, which is only safe on loopback
+    env.setdefault("BROKER_AUTH", "off")
+    auth_off = env["BROKER_AUTH"] == "off"
+    if auth_off and not _loopback(args.host):
+        print(
+            f"broker dev: refusing to serve {args.host} without authentication; bind to "
+            "127.0.0.1, or set BROKER_AUTH=on and BROKER_API_KEYS",
+            file=sys.stderr,
+        )
+        return 2
+    base = f"http://{_display_host(args.host)}:{args.port}"
+    env.setdefault("BROKER_PUBLIC_URL", base)
     children: list[_Child] = []
     server: _Child | None = None
     try:
@@ -215,10 +246,14 @@ def _dev(args: argparse.Namespace) -> int:
         children.append(_Child("worker", _spawn([*cli, "worker"], env)))
         watched = children + ([server] if server else [])
 
-        base = f"http://{_display_host(args.host)}:{args.port}"
         if not _wait_ready(f"{base}/healthz", watched, signals):
             return _exit_code(watched, signals)
 
+        auth_note = (
+            "OFF: anyone on this machine can read and answer everything (development only)"
+            if auth_off
+            else "API keys required"
+        )
         pids = " ".join(f"{c.name}={c.process.pid}" for c in watched)
         if server:
             pids += f" valkey-server={server_pid}"
@@ -227,6 +262,7 @@ def _dev(args: argparse.Namespace) -> int:
             f"  API     {base}\n"
             f"  Docs    {base}/docs\n"
             f"  Redis   {_redacted(redis_url)}  ({redis_note})\n"
+            f"  Auth    {auth_note}\n"
             f"  PIDs    {pids}\n"
             "Press Ctrl-C to stop.\n",
             flush=True,
@@ -330,6 +366,15 @@ def _redacted(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _display_host(host: str) -> str:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from arq.connections import ArqRedis
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from broker import auth, errors
 from broker.events import EventHub
 from broker.settings import Settings
 from broker.store import Store
@@ -42,3 +44,37 @@ QueueDep = Annotated[ArqRedis, Depends(get_queue)]
 RegistryDep = Annotated[dict[str, Any], Depends(get_registry)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 HubDep = Annotated[EventHub, Depends(get_hub)]
+
+
+# Declared for the OpenAPI page's "Authorize" button; the auth gate does the checking.
+_bearer = HTTPBearer(auto_error=False, description="An API key (X-API-Key works too).")
+
+
+def get_principal(
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+) -> auth.Principal:
+    principal: auth.Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        raise errors.Unauthorized("send an API key: `Authorization: Bearer <key>`")
+    return principal
+
+
+def scoped(scope: str) -> Any:
+    """A dependency: the request's principal, which must hold ``scope`` (else 403)."""
+
+    def check(principal: Annotated[auth.Principal, Depends(get_principal)]) -> auth.Principal:
+        if not principal.allows(scope):
+            raise errors.Forbidden(
+                f"the API key {principal.actor!r} lacks the {scope!r} scope", scope=scope
+            )
+        return principal
+
+    return check
+
+
+Principal = Annotated[auth.Principal, Depends(get_principal)]
+"""Any valid key (routes that check scopes themselves, such as answering)."""
+Reader = Annotated[auth.Principal, Depends(scoped(auth.READ))]
+RunWriter = Annotated[auth.Principal, Depends(scoped(auth.RUNS_WRITE))]
+Admin = Annotated[auth.Principal, Depends(scoped(auth.ADMIN))]

@@ -95,3 +95,48 @@ class RunFinished(BrokerError):
 class InvalidCursor(BrokerError):
     status_code = 400
     code = "invalid_cursor"
+
+
+class Unauthorized(BrokerError):
+    """No API key, or one that matches no configured key."""
+
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(BrokerError):
+    """The key is valid but lacks the scope this needs."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class LinkUsed(BrokerError):
+    """An action link was already used once."""
+
+    status_code = 410
+    code = "link_used"
+
+
+class WebhookNotFound(BrokerError):
+    status_code = 404
+    code = "webhook_not_found"
+
+
+class WebhookReadOnly(BrokerError):
+    """A subscription from the configuration; change the configuration instead."""
+
+    status_code = 409
+    code = "webhook_read_only"
+
+
+class UnsafeWebhookUrl(BrokerError):
+    status_code = 422
+    code = "unsafe_webhook_url"
+
+
+class ThreadNotFound(BrokerError):
+    """The thread belongs to runs of agents this API key may not see."""
+
+    status_code = 404
+    code = "thread_not_found"

@@ -155,3 +155,60 @@ async def first_id(r: aioredis.Redis, stream: str) -> str | None:
     """The oldest id still in the stream (older ones were trimmed)."""
     entries = await r.xrange(stream, count=1)
     return str(entries[0][0]) if entries else None
+
+
+async def last_id(r: aioredis.Redis, stream: str) -> str:
+    """The newest id in the stream, or "0" when it is empty."""
+    entries = await r.xrevrange(stream, count=1)
+    return str(entries[0][0]) if entries else "0"
+
+
+async def follow_run(
+    r: aioredis.Redis,
+    hub: EventHub,
+    stream: str,
+    run_id: str,
+    since: str,
+    *,
+    until: frozenset[str],
+    queue_max: int,
+    heartbeat_s: float,
+) -> AsyncIterator[Event | None]:
+    """The run's events after ``since``: stored ones first, then live ones, each once.
+
+    Ends after an event whose type is in ``until``. Yields None every ``heartbeat_s``
+    without an event, so the caller can send a keep-alive or notice a disconnect. A
+    subscriber that falls behind goes back to the stored stream, so nothing is lost.
+    """
+
+    def mine(event: dict[str, Any]) -> bool:
+        return bool(event.get("run_id") == run_id)
+
+    sub = hub.subscribe(mine, queue_max)
+    last = since if since not in ("0", "") else "0-0"
+    try:
+        while True:
+            async for eid, event in replay(r, stream, last):
+                last = eid
+                yield eid, event
+                if event["type"] in until:
+                    return
+            sub.overflowed = False
+            while True:
+                got = await sub.get(heartbeat_s)
+                if sub.overflowed:
+                    break
+                if got is None:
+                    yield None
+                    continue
+                eid, event = got
+                if not after(eid, last):
+                    continue
+                last = eid
+                yield eid, event
+                if event["type"] in until:
+                    return
+            while not sub.queue.empty():
+                sub.queue.get_nowait()
+    finally:
+        hub.unsubscribe(sub)

@@ -46,6 +46,39 @@ class Keys:
     def idempotency(self, interrupt_id: str, key_digest: str) -> str:
         return f"{self.prefix}:idem:{interrupt_id}:{key_digest}"
 
+    def audit(self, interrupt_id: str) -> str:
+        """List of every attempt to answer the interrupt, accepted or refused, oldest first."""
+        return f"{self.prefix}:audit:{interrupt_id}"
+
+    @property
+    def deadlines(self) -> str:
+        """Sorted set of pending interrupts that expire, scored by deadline (ms)."""
+        return f"{self.prefix}:deadlines"
+
+    @property
+    def expiry_lock(self) -> str:
+        """Held by the one worker running the expiry pass at a time."""
+        return f"{self.prefix}:lock:expiry"
+
+    def link_used(self, nonce: str) -> str:
+        """Set when an action link is used; it lives until the link would have expired."""
+        return f"{self.prefix}:link:used:{nonce}"
+
+    # -- webhooks -----------------------------------------------------------------
+    @property
+    def webhooks(self) -> str:
+        """Hash of subscriptions managed over the API: id -> JSON."""
+        return f"{self.prefix}:webhooks"
+
+    def webhook_deliveries(self, subscription_id: str) -> str:
+        """Capped list of a subscription's delivery attempts, newest first."""
+        return f"{self.prefix}:webhook:{subscription_id}:deliveries"
+
+    @property
+    def webhook_group(self) -> str:
+        """Consumer group on the global event stream: each event is dispatched once."""
+        return f"{self.prefix}:webhooks:dispatch"
+
     # -- runs ---------------------------------------------------------------------
     def run(self, run_id: str) -> str:
         return f"{self.prefix}:run:{run_id}"

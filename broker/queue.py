@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 from arq.connections import ArqRedis
+from arq.constants import abort_jobs_ss
 
+from broker.codec import now_ms
 from broker.store import Store
 
 log = logging.getLogger("broker.queue")
@@ -25,3 +27,9 @@ async def enqueue_advance(queue: ArqRedis, store: Store, run_id: str, reason: st
             await store.r.publish(store.keys.wake_channel, "1")
     except Exception:
         log.warning("could not queue run %s now; the reconciler will", run_id, exc_info=True)
+
+
+async def abort_job(queue: ArqRedis, job_id: str | None) -> None:
+    """Asks the worker executing ``job_id`` to stop it at its next await."""
+    if job_id:
+        await queue.zadd(abort_jobs_ss, {job_id: now_ms()})

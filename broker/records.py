@@ -47,6 +47,9 @@ def interrupt_view(h: dict[str, str]) -> dict[str, Any]:
         "status": h["status"],
         "created_at": iso(h.get("created_ms")),
         "expires_at": iso(h.get("expires_at_ms")),
+        "expiry": {"on_expire": h["on_expire"], "default": loads(h.get("expiry_default"))}
+        if h.get("on_expire")
+        else None,
         "updated_at": iso(h.get("updated_ms")),
         "resolution": resolution,
     }

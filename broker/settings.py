@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,12 @@ class Settings(BaseSettings):
     sse_heartbeat_s: float = 15.0
     subscriber_queue_max: int = 1000
 
+    # AG-UI: whether RUN_FINISHED carries outcome {type: "interrupt", ...} by default
+    # (a request overrides it with forwardedProps.interruptOutcome). Off by default, as
+    # in ag-ui-langgraph: AG-UI clients that see the outcome insist on resume[] entries,
+    # which would strand frontends that resume through forwardedProps.command.resume.
+    agui_interrupt_outcome: bool = False
+
     # Checkpoints of finished threads expire after this many seconds (0 keeps them).
     checkpoint_ttl_s: int = 7 * 24 * 3600
 
@@ -58,6 +65,32 @@ class Settings(BaseSettings):
     # API.
     host: str = "127.0.0.1"
     port: int = 8000
+    public_url: str = "http://127.0.0.1:8000"
+    """Where clients reach the API; action links in webhooks point here."""
+
+    # Answering from anywhere: API keys, action links, expiry, webhooks, audit.
+    dev: bool = False
+    """Set by ``broker dev``: allows plaintext keys and built-in secrets."""
+    auth: Literal["on", "off"] = "on"
+    api_keys: str | None = None
+    """JSON list of ``{id, key_sha256, scopes, agents?}``; see broker/auth.py."""
+    api_keys_file: str | None = None
+    link_secret: str | None = None
+    link_ttl_s: int = 7 * 24 * 3600
+    expiry: str | None = None
+    """JSON list of ``{agent?, type?, expires_in, default?, on_expire?}`` rules."""
+    expiry_interval_s: float = 1.0
+    webhooks: str | None = None
+    """JSON list of configured subscriptions; more are managed under /admin/webhooks."""
+    webhooks_file: str | None = None
+    webhook_allow_private: bool = False
+    webhook_max_attempts: int = 8
+    webhook_backoff_s: float = 2.0
+    webhook_backoff_max_s: float = 3600.0
+    webhook_timeout_s: float = 10.0
+    webhook_log_max: int = 200
+    audit_max: int = 1000
+    """Entries kept in each interrupt's audit log (the oldest are dropped)."""
 
     def require_redis_url(self) -> str:
         if not self.redis_url:

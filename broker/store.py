@@ -7,7 +7,6 @@ indexes in the same step as the record they point to. The API and the worker sha
 from __future__ import annotations
 
 import base64
-import hashlib
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -15,15 +14,15 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from broker import errors
-from broker.codec import dumps, iso, loads, now_ms
+from broker import answers, auth, errors
+from broker.codec import dumps, loads, now_ms
 from broker.keys import Keys
 from broker.records import (
     TERMINAL_RUN_STATUSES,
     interrupt_view,
     run_view,
 )
-from broker.scripts import CREATE_RUN, EMIT, MOVE_INTERRUPT, RESOLVE
+from broker.scripts import CREATE_RUN, EMIT, EXPIRE, MOVE_INTERRUPT, RESOLVE
 from broker.settings import Settings
 
 
@@ -67,6 +66,7 @@ class Store:
         self._resolve = redis.register_script(RESOLVE)
         self._move = redis.register_script(MOVE_INTERRUPT)
         self._emit = redis.register_script(EMIT)
+        self._expire = redis.register_script(EXPIRE)
 
     # -- events ---------------------------------------------------------------------
     def event(self, etype: str, run: dict[str, str], **data: Any) -> str:
@@ -155,6 +155,22 @@ class Store:
             raise errors.RunNotFound(f"no run with id {run_id!r}")
         return h
 
+    async def active_run(self, thread_id: str) -> dict[str, str] | None:
+        """The thread's queued, running or interrupted run, if it has one."""
+        run_id = await self.r.get(self.keys.thread_active_run(thread_id))
+        if not run_id:
+            return None
+        h: dict[str, str] = await self.r.hgetall(self.keys.run(run_id))
+        return h or None
+
+    async def thread_agents(self, thread_id: str) -> set[str]:
+        """The agents of every run on the thread."""
+        run_ids = await self.r.zrange(self.keys.runs_by_thread(thread_id), 0, -1)
+        async with self.r.pipeline(transaction=False) as pipe:
+            for rid in run_ids:
+                pipe.hget(self.keys.run(rid), "agent_id")
+            return {a for a in await pipe.execute() if a}
+
     async def interrupt_hashes(self, run_id: str) -> list[dict[str, str]]:
         """Every interrupt of a run, oldest first."""
         ids = await self.r.zrange(self.keys.run_interrupts(run_id), 0, -1)
@@ -179,8 +195,15 @@ class Store:
         limit: int,
         cursor: str | None,
         order: str = "desc",
+        visible: frozenset[str] | None = None,
     ) -> Page:
+        """A page of runs; ``visible`` limits it to those agents (None: every agent)."""
         k = self.keys
+        if visible is not None:
+            if agent_id is not None and agent_id not in visible:
+                return Page([], None)
+            if agent_id is None and len(visible) == 1:
+                agent_id = next(iter(visible))
         if thread_id:
             index = k.runs_by_thread(thread_id)
         elif agent_id:
@@ -195,6 +218,7 @@ class Store:
                 (not status or h["status"] == status)
                 and (not agent_id or h["agent_id"] == agent_id)
                 and (not thread_id or h["thread_id"] == thread_id)
+                and (visible is None or h["agent_id"] in visible)
             )
 
         hashes, next_cursor = await self._page(index, k.run, keep, limit, cursor, order)
@@ -215,6 +239,10 @@ class Store:
 
     async def cancel_run(self, run_id: str) -> dict[str, Any]:
         """Cancels a queued, running or interrupted run and closes its pending interrupts."""
+        return await self.stop_run(run_id, "cancelled")
+
+    async def stop_run(self, run_id: str, status: str, error: Any = None) -> dict[str, Any]:
+        """Ends an unfinished run as ``cancelled`` or ``failed``; its pending interrupts close."""
         k = self.keys
         while True:
             async with self.r.pipeline(transaction=True) as pipe:
@@ -228,9 +256,11 @@ class Store:
                         status=run["status"],
                     )
                 pipe.multi()
-                self.set_run_status(pipe, run, "cancelled")
+                extra = {"error": dumps(error)} if error is not None else {}
+                self.set_run_status(pipe, run, status, **extra)
                 pipe.hset(k.run(run_id), "cancel_requested", "1")
-                await self.emit(pipe, run_id, self.event("run.cancelled", run))
+                data = {"error": error} if error is not None else {}
+                await self.emit(pipe, run_id, self.event(f"run.{status}", run, **data))
                 try:
                     await pipe.execute()
                 except WatchError:
@@ -306,8 +336,15 @@ class Store:
         limit: int,
         cursor: str | None,
         order: str = "asc",
+        visible: frozenset[str] | None = None,
     ) -> Page:
+        """A page of interrupts; ``visible`` limits it to those agents (None: every agent)."""
         k = self.keys
+        if visible is not None:
+            if agent_id is not None and agent_id not in visible:
+                return Page([], None)
+            if agent_id is None and len(visible) == 1:
+                agent_id = next(iter(visible))
         if run_id:
             index = k.run_interrupts(run_id)
         elif thread_id:
@@ -326,6 +363,7 @@ class Store:
                 and (not itype or h.get("type") == itype)
                 and (not thread_id or h["thread_id"] == thread_id)
                 and (not run_id or h["run_id"] == run_id)
+                and (visible is None or h["agent_id"] in visible)
             )
 
         hashes, next_cursor = await self._page(index, k.interrupt, keep, limit, cursor, order)
@@ -386,95 +424,23 @@ class Store:
         resolved_by: str | None,
         channel: str,
         idempotency_key: str | None = None,
+        principal: auth.Principal | None = None,
+        single_use: answers.SingleUse | None = None,
     ) -> dict[str, Any]:
         """Accepts the first answer to a pending interrupt; every later one is refused.
 
+        The one path for every channel: it checks the principal (the request's, by
+        default) and the answer's schema, and audits the attempt; see broker/answers.py.
         Returns the resolved interrupt. A retry carrying the same idempotency key gets
         the original response back.
         """
-        h = await self.interrupt_hash(interrupt_id)
-        k = self.keys
-        ts = now_ms()
-        resolution = {
-            "value": value,
-            "resolved_by": resolved_by,
-            "resolved_at": iso(ts),
-            "channel": channel,
-        }
-        resolved = {
-            **h,
-            "status": "resolved",
-            "resolution": dumps(resolution),
-            "updated_ms": str(ts),
-        }
-        response = interrupt_view(resolved)
-        payload_digest = ""
-        idem_key = k.idempotency(interrupt_id, "_")
-        if idempotency_key:
-            digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
-            idem_key = k.idempotency(interrupt_id, digest)
-            payload_digest = hashlib.sha256(dumps([value, resolved_by]).encode()).hexdigest()
-        run = {"id": h["run_id"], "thread_id": h["thread_id"], "agent_id": h["agent_id"]}
-        event = self.event(
-            "interrupt.resolved",
-            run,
-            interrupt_id=interrupt_id,
-            type=h.get("type") or None,
-            resolution=resolution,
-        )
-        res = await self._resolve(
-            keys=[
-                k.interrupt(interrupt_id),
-                *self.interrupt_indexes("pending", h),
-                *self.interrupt_indexes("resolved", h),
-                k.interrupts_version,
-                k.runs_due,
-                k.events,
-                k.run_events(h["run_id"]),
-                idem_key,
-                k.run(h["run_id"]),
-                k.seq,
-            ],
-            args=[
-                dumps(resolution),
-                ts,
-                h["run_id"],
-                event,
-                dumps({"digest": payload_digest, "body": response}),
-                payload_digest,
-                self.settings.idempotency_ttl_s * 1000,
-                "",
-                self.settings.events_maxlen_global,
-                self.settings.events_maxlen_run,
-                interrupt_id,
-            ],
-        )
-        outcome = res[0]
-        if outcome == "ok":
-            return response
-        if outcome == "idempotent":
-            stored = loads(res[1])
-            if stored["digest"] != payload_digest:
-                raise errors.IdempotencyKeyReused(
-                    "this Idempotency-Key was already used with a different answer; "
-                    "use a new key for a new answer"
-                )
-            body: dict[str, Any] = stored["body"]
-            return body
-        if outcome == "not_found":
-            raise errors.InterruptNotFound(f"no interrupt with id {interrupt_id!r}")
-        if outcome == "expired":
-            raise errors.InterruptExpired(f"interrupt {interrupt_id} expired; it takes no answers")
-        status, winner = res[1], loads(res[2])
-        if status == "resolved":
-            raise errors.AlreadyResolved(
-                f"interrupt {interrupt_id} was already answered", resolution=winner
-            )
-        if status == "expired":
-            raise errors.InterruptExpired(
-                f"interrupt {interrupt_id} expired; it takes no answers", resolution=winner
-            )
-        raise errors.InterruptClosed(
-            f"interrupt {interrupt_id} is {status}; its run no longer waits for it",
-            status=status,
+        return await answers.resolve(
+            self,
+            interrupt_id,
+            value,
+            resolved_by=resolved_by,
+            channel=channel,
+            idempotency_key=idempotency_key,
+            principal=principal,
+            single_use=single_use,
         )

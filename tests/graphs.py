@@ -129,3 +129,42 @@ def _build_fanout() -> Any:
 
 
 fanout = _build_fanout()
+
+
+# Answer contracts and deadlines, declared by the interrupt itself.
+PROFILE_SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}},
+    "required": ["name"],
+    "additionalProperties": False,
+}
+EXPIRY_DEFAULT = {"approved": False, "by": "default"}
+
+
+def _asks(value: dict[str, Any], **kwargs: Any) -> Any:
+    def node(state: CountState, config: RunnableConfig) -> dict[str, Any]:
+        answer = interrupt(value, **kwargs)
+        _bump(config["configurable"]["thread_id"], "answered")
+        return {"answer": answer}
+
+    g = StateGraph(CountState)
+    g.add_node("ask", node)
+    g.add_edge(START, "ask")
+    g.add_edge("ask", END)
+    return g.compile()
+
+
+# LangGraph's own response_schema (a JSON Schema dict, which LangGraph does not check)
+typed = _asks({"type": "profile", "content": "who are you?"}, response_schema=PROFILE_SCHEMA)
+# a responseSchema key in the value
+declared = _asks({"type": "profile", "content": "who are you?", "responseSchema": PROFILE_SCHEMA})
+# a deadline with a default answer, and one without (the run fails at the deadline)
+expiring = _asks(
+    {
+        "type": "approval",
+        "content": "approve within a second",
+        "expires_in": 1,
+        "default": EXPIRY_DEFAULT,
+    }
+)
+expiring_fail = _asks({"type": "approval", "content": "answer or fail", "expires_in": 1})

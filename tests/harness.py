@@ -19,7 +19,10 @@ TEST_AGENTS = (
     "naming=agent.naming:graph,scheduling=agent.scheduling:graph,"
     "tool_approval=agent.tool_approval:graph,parallel=agent.parallel:graph,"
     "counter=tests.graphs:counter,failing=tests.graphs:failing,"
-    "gated=tests.graphs:gated,fanout=tests.graphs:fanout"
+    "gated=tests.graphs:gated,fanout=tests.graphs:fanout,"
+    "copilot=examples.copilotkit_agent:graph,"
+    "typed=tests.graphs:typed,declared=tests.graphs:declared,"
+    "expiring=tests.graphs:expiring,expiring_fail=tests.graphs:expiring_fail"
 )
 DEADLINE_S = 60.0
 
@@ -38,6 +41,8 @@ def broker_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
         BROKER_KEY_PREFIX=prefix,
         BROKER_AGENTS=TEST_AGENTS,
         BROKER_POLL_DELAY_S="0.5",
+        # open unless a test turns auth on with BROKER_AUTH="on" and BROKER_API_KEYS
+        BROKER_AUTH="off",
         PYTHONPATH=str(ROOT),
     )
     env.update(extra)

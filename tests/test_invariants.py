@@ -122,7 +122,10 @@ def _snapshot(redis_url: str, broker: Broker) -> dict[str, Any]:
     client = redis.Redis.from_url(redis_url)
     try:
         out: dict[Any, Any] = {}
+        audit = f"{broker.env['BROKER_KEY_PREFIX']}:audit:".encode()
         for key in client.scan_iter(match=f"{broker.env['BROKER_KEY_PREFIX']}:*", count=1000):
+            if key.startswith(audit):
+                continue  # the audit log records refused attempts too, by design
             kind = client.type(key).decode()
             if kind == "hash":
                 out[key] = client.hgetall(key)
@@ -137,7 +140,7 @@ def _snapshot(redis_url: str, broker: Broker) -> dict[str, Any]:
             else:
                 out[key] = kind
         # liveness and reconciler bookkeeping change on their own
-        for own in ("workers", "lock:reconciler"):
+        for own in ("workers", "lock:reconciler", "lock:expiry"):
             out.pop(f"{broker.env['BROKER_KEY_PREFIX']}:{own}".encode(), None)
         return out
     finally:
@@ -273,6 +276,10 @@ def test_bad_input_gets_a_4xx_and_changes_nothing(
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     assert _snapshot(redis_url, broker) == before
     assert api.get(f"/interrupts/{answered['pending']['id']}").json()["status"] == "pending"
+    if path == "/interrupts/{iid}/resolve":
+        trail = api.get(f"/interrupts/{answered['pending']['id']}/audit").json()["items"]
+        assert trail[-1]["outcome"] == code
+        assert trail[-1]["channel"] == "rest"
 
 
 def test_answering_an_answered_interrupt_is_409_and_changes_nothing(

@@ -11,13 +11,20 @@ from typing import Any
 
 from redis.exceptions import WatchError
 
+from broker import expiry
 from broker.codec import dumps, loads, now_ms
 from broker.records import interrupt_type
+from broker.schemas import declared_schema
 from broker.store import PendingInterrupt, Store
 
 
 def unapplied(h: dict[str, str]) -> bool:
-    return h["status"] == "resolved" and h.get("applied") != "1"
+    """An accepted answer (a person's, or an expiry's default) the graph has not had yet."""
+    return (
+        h["status"] in ("resolved", "expired")
+        and bool(h.get("resolution"))
+        and h.get("applied") != "1"
+    )
 
 
 class RunLedger:
@@ -103,23 +110,27 @@ class RunLedger:
                     iid = str(uuid.uuid4())
                     new_ids.append(iid)
                     seq = base_seq + i + 1
+                    itype = interrupt_type(p.value)
+                    schema = declared_schema(p.value, p.response_schema)
                     h = {
                         "id": iid,
                         "lg_id": p.lg_id,
                         "run_id": run_id,
                         "thread_id": run["thread_id"],
                         "agent_id": run["agent_id"],
-                        "type": interrupt_type(p.value) or "",
+                        "type": itype or "",
                         "value": dumps(p.value),
-                        "response_schema": dumps(p.response_schema)
-                        if p.response_schema is not None
-                        else "",
+                        "response_schema": dumps(schema) if schema is not None else "",
                         "status": "pending",
                         "created_ms": str(ts),
                         "updated_ms": str(ts),
                         "expires_at_ms": "",
                         "seq": str(seq),
                     }
+                    exp = expiry.policy(p.value, run["agent_id"], itype, self.store.settings.expiry)
+                    if exp is not None:
+                        h.update(expiry.fields(exp, ts))
+                        pipe.zadd(k.deadlines, {iid: int(h["expires_at_ms"])})
                     pipe.hset(k.interrupt(iid), mapping=h)
                     pipe.zadd(k.run_interrupts(run_id), {iid: seq})
                     for index in self.store.interrupt_indexes("pending", h):

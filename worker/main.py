@@ -15,16 +15,19 @@ import socket
 import uuid
 from typing import Any
 
+import httpx
 import redis.asyncio as aioredis
 from arq import Retry, Worker
 from arq.connections import RedisSettings, create_pool, log_redis_info
 from arq.worker import func
 
 from agent.registry import load_registry
+from broker import expiry, links, webhooks
 from broker.codec import now_ms
 from broker.keys import Keys
 from broker.settings import Settings, get_settings
 from broker.store import Store
+from worker import deadlines, deliveries
 from worker.checkpointer import RedisCheckpointSaver
 from worker.locks import LockBusy
 from worker.runner import Runner
@@ -44,6 +47,10 @@ async def advance(ctx: dict[str, Any], run_id: str) -> str:
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.setdefault("settings", get_settings())
     url = settings.require_redis_url()
+    # refuse to start on unusable configuration, not at the first interrupt
+    expiry.rules(settings.expiry)
+    links.secret_key(settings)
+    webhook_config = webhooks.configured(settings)
     store_redis = aioredis.Redis.from_url(url, decode_responses=True)
     saver_redis = aioredis.Redis.from_url(url)
     keys = Keys(settings.key_prefix)
@@ -56,10 +63,16 @@ async def startup(ctx: dict[str, Any]) -> None:
         store=store,
         runner=Runner(store, {a: spec.graph for a, spec in registry.items()}, saver, settings),
         worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+        webhook_config=webhook_config,
+        http=httpx.AsyncClient(trust_env=False, follow_redirects=False),
     )
     ctx["background"] = [
         asyncio.create_task(_heartbeat(ctx)),
         asyncio.create_task(_reconcile(ctx)),
+        asyncio.create_task(deadlines.loop(store, ctx["redis"], ctx["worker_id"])),
+        asyncio.create_task(
+            deliveries.dispatch_loop(store, ctx["redis"], ctx["worker_id"], webhook_config)
+        ),
     ]
     log.info("worker %s ready for agents: %s", ctx["worker_id"], ", ".join(registry))
 
@@ -72,6 +85,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     store: Store | None = ctx.get("store")
     if store is not None:
         await store.r.zrem(store.keys.workers, ctx["worker_id"])
+    if ctx.get("http") is not None:
+        await ctx["http"].aclose()
     for name in ("store_redis", "saver_redis"):
         client = ctx.get(name)
         if client is not None:
@@ -199,7 +214,14 @@ def redis_settings(settings: Settings) -> RedisSettings:
 def worker_kwargs(settings: Settings) -> dict[str, Any]:
     keys = Keys(settings.key_prefix)
     return {
-        "functions": [func(advance, name="advance", max_tries=settings.job_max_tries)],
+        "functions": [
+            func(advance, name="advance", max_tries=settings.job_max_tries),
+            func(
+                deliveries.deliver_webhook,
+                name="deliver_webhook",
+                max_tries=settings.webhook_max_attempts + 1,
+            ),
+        ],
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": redis_settings(settings),

@@ -1,5 +1,5 @@
 """The API's route groups, one module each."""
 
-from broker.routes import agents, health, interrupts, runs, stream
+from broker.routes import admin, agents, agui, health, interrupts, links, runs, stream
 
-__all__ = ["agents", "health", "interrupts", "runs", "stream"]
+__all__ = ["admin", "agents", "agui", "health", "interrupts", "links", "runs", "stream"]

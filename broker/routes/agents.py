@@ -4,17 +4,18 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from broker.deps import RegistryDep
+from broker.deps import Principal, RegistryDep
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 
 
 @router.get("")
-async def list_agents(registry: RegistryDep) -> dict[str, Any]:
-    """The registered agents."""
+async def list_agents(registry: RegistryDep, principal: Principal) -> dict[str, Any]:
+    """The registered agents (those the API key may use)."""
     return {
         "items": [
             {"agent_id": spec.id, "description": spec.description, "source": spec.source}
             for spec in registry.values()
+            if principal.sees(spec.id)
         ]
     }

@@ -6,9 +6,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from broker import answers, audit, errors, visibility
 from broker.body import read_json
-from broker.deps import QueueDep, SettingsDep, StoreDep
+from broker.deps import Principal, QueueDep, Reader, SettingsDep, StoreDep
 from broker.queue import enqueue_advance
+from broker.records import interrupt_view
 
 router = APIRouter(prefix="/interrupts", tags=["interrupts"])
 
@@ -26,6 +28,7 @@ async def list_interrupts(
     response: Response,
     store: StoreDep,
     settings: SettingsDep,
+    principal: Reader,
     status: Literal["pending", "resolved", "expired", "cancelled"] = "pending",
     agent_id: str | None = None,
     type: str | None = None,
@@ -38,7 +41,11 @@ async def list_interrupts(
 ) -> Any:
     """Interrupts, oldest first, filtered; paged by cursor; 304 when nothing changed."""
     version = await store.interrupts_version()
-    query = hashlib.sha256(str(sorted(request.query_params.multi_items())).encode()).hexdigest()
+    # the key's view is part of the query: keys limited to other agents see other pages
+    seen = sorted(principal.agents) if principal.agents is not None else None
+    query = hashlib.sha256(
+        str((sorted(request.query_params.multi_items()), seen)).encode()
+    ).hexdigest()
     etag = f'W/"{version}-{query[:16]}"'
     if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
         return Response(status_code=304, headers={"ETag": etag})
@@ -51,15 +58,23 @@ async def list_interrupts(
         limit=min(limit, settings.page_limit_max),
         cursor=cursor,
         order=order,
+        visible=principal.agents,
     )
     response.headers["ETag"] = etag
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
 @router.get("/{interrupt_id}")
-async def get_interrupt(interrupt_id: str, store: StoreDep) -> dict[str, Any]:
+async def get_interrupt(interrupt_id: str, store: StoreDep, principal: Reader) -> dict[str, Any]:
     """One interrupt, with its resolution once it has one."""
-    return await store.get_interrupt(interrupt_id)
+    return interrupt_view(await visibility.interrupt(store, principal, interrupt_id))
+
+
+@router.get("/{interrupt_id}/audit")
+async def get_audit(interrupt_id: str, store: StoreDep, principal: Reader) -> dict[str, Any]:
+    """Every attempt to answer the interrupt, accepted or refused, oldest first."""
+    await visibility.interrupt(store, principal, interrupt_id)
+    return {"items": await audit.read(store.r, store.keys, interrupt_id)}
 
 
 @router.post("/{interrupt_id}/resolve")
@@ -69,16 +84,23 @@ async def resolve_interrupt(
     store: StoreDep,
     queue: QueueDep,
     settings: SettingsDep,
+    principal: Principal,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> dict[str, Any]:
-    """Answers a pending interrupt; the first answer wins and its run resumes."""
-    body = await read_json(request, Resolve, settings.max_answer_bytes)
+    """Answers a pending interrupt; the first valid answer wins and its run resumes."""
+    try:
+        body = await read_json(request, Resolve, settings.max_answer_bytes)
+    except errors.BrokerError as exc:
+        # audited too: every attempt to answer is, whatever stopped it
+        await answers.refuse(store, interrupt_id, exc.code, channel="rest", principal=principal)
+        raise
     resolved = await store.resolve(
         interrupt_id,
         body.value,
         resolved_by=body.resolved_by,
         channel="rest",
         idempotency_key=idempotency_key,
+        principal=principal,
     )
     await enqueue_advance(queue, store, resolved["run_id"], interrupt_id)
     return resolved

@@ -2,15 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from arq.constants import abort_jobs_ss
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from broker import errors
+from broker import errors, visibility
 from broker.body import read_json
-from broker.codec import now_ms
-from broker.deps import QueueDep, RegistryDep, SettingsDep, StoreDep
-from broker.queue import enqueue_advance
+from broker.deps import QueueDep, Reader, RegistryDep, RunWriter, SettingsDep, StoreDep
+from broker.queue import abort_job, enqueue_advance
 from broker.records import RUN_STATUSES
 
 router = APIRouter(prefix="/runs", tags=["runs"])
@@ -34,14 +32,20 @@ async def start_run(
     queue: QueueDep,
     registry: RegistryDep,
     settings: SettingsDep,
+    principal: RunWriter,
 ) -> dict[str, Any]:
     """Starts a run of an agent on a thread (a new thread unless one is given)."""
     body = await read_json(request, StartRun, settings.max_input_bytes)
-    if body.agent_id not in registry:
+    known = sorted(a for a in registry if principal.sees(a))
+    if body.agent_id not in known:
         raise errors.AgentNotFound(
-            f"no agent {body.agent_id!r}; known agents: {', '.join(sorted(registry))}",
-            known_agents=sorted(registry),
+            f"no agent {body.agent_id!r}; known agents: {', '.join(known)}",
+            known_agents=known,
         )
+    if body.thread_id and principal.agents is not None:
+        # a thread's checkpoints hold its conversation: never let another agent read it
+        if not await store.thread_agents(body.thread_id) <= principal.agents:
+            raise errors.ThreadNotFound(f"no thread {body.thread_id!r} for this API key")
     run = await store.create_run(body.agent_id, body.thread_id, body.input, body.metadata)
     await enqueue_advance(queue, store, run["run_id"], "start")
     return {"run_id": run["run_id"], "thread_id": run["thread_id"], "status": run["status"]}
@@ -51,6 +55,7 @@ async def start_run(
 async def list_runs(
     store: StoreDep,
     settings: SettingsDep,
+    principal: Reader,
     status: Annotated[Literal[RUN_STATUSES] | None, Query()] = None,  # type: ignore[valid-type]
     agent_id: str | None = None,
     thread_id: str | None = None,
@@ -66,22 +71,24 @@ async def list_runs(
         limit=min(limit, settings.page_limit_max),
         cursor=cursor,
         order=order,
+        visible=principal.agents,
     )
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
 @router.get("/{run_id}")
-async def get_run(run_id: str, store: StoreDep) -> dict[str, Any]:
+async def get_run(run_id: str, store: StoreDep, principal: Reader) -> dict[str, Any]:
     """One run: status, pending interrupt ids, output and error."""
+    await visibility.run(store, principal, run_id)
     return await store.get_run(run_id)
 
 
 @router.post("/{run_id}/cancel")
-async def cancel_run(run_id: str, store: StoreDep, queue: QueueDep) -> dict[str, Any]:
+async def cancel_run(
+    run_id: str, store: StoreDep, queue: QueueDep, principal: RunWriter
+) -> dict[str, Any]:
     """Stops a queued, running or interrupted run; its pending interrupts close."""
+    await visibility.run(store, principal, run_id)
     run = await store.cancel_run(run_id)
-    job_id = (await store.run_hash(run_id)).get("job_id")
-    if job_id:
-        # a worker executing the run stops it at its next await
-        await queue.zadd(abort_jobs_ss, {job_id: now_ms()})
+    await abort_job(queue, (await store.run_hash(run_id)).get("job_id"))
     return run

@@ -10,10 +10,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from broker import errors
+from broker import auth, errors, visibility
 from broker.codec import dumps
-from broker.deps import HubDep, SettingsDep, StoreDep
-from broker.events import TERMINAL_EVENTS, after, first_id, is_stream_id, replay
+from broker.deps import HubDep, Reader, SettingsDep, StoreDep
+from broker.events import (
+    TERMINAL_EVENTS,
+    after,
+    first_id,
+    follow_run,
+    is_stream_id,
+    last_id,
+    replay,
+)
 
 router = APIRouter(tags=["events"])
 
@@ -31,55 +39,41 @@ async def run_events(
     store: StoreDep,
     hub: HubDep,
     settings: SettingsDep,
+    principal: Reader,
     last_event_id: Annotated[str | None, Header()] = None,
     since: Annotated[str | None, Query(alias="after")] = None,
 ) -> StreamingResponse:
-    """The run's events as SSE: replays after ``Last-Event-ID``, then follows live."""
-    run = await store.run_hash(run_id)
+    """The run's events as SSE: replays after ``Last-Event-ID``, then follows live.
+
+    Browsers' EventSource cannot send headers: pass the key as ``?api_key=``.
+    """
+    run = await visibility.run(store, principal, run_id)
     cursor = last_event_id or since or "0"
     if not is_stream_id(cursor):
         raise errors.InvalidCursor(f"{cursor!r} is not an event id; send the id of an event")
-    stream = store.keys.run_events(run_id)
-
-    def mine(event: dict[str, Any]) -> bool:
-        return bool(event.get("run_id") == run_id)
-
-    sub = hub.subscribe(mine, settings.subscriber_queue_max)
+    if run["status"] in ("succeeded", "failed", "cancelled"):
+        # a finished run whose terminal event was trimmed must not wait forever
+        ends = await last_id(store.r, store.keys.run_events(run_id))
+        if ends == "0" or not after(ends, cursor if cursor != "0" else "0-0"):
+            return StreamingResponse(iter(()), media_type="text/event-stream")
 
     async def body() -> AsyncIterator[str]:
-        last = cursor
-        try:
-            while True:
-                # replay what is stored (again, after an overflow), then follow live
-                async for eid, event in replay(store.r, stream, last):
-                    last = eid
-                    yield _sse(eid, event)
-                    if event["type"] in TERMINAL_EVENTS:
-                        return
-                if run["status"] in ("succeeded", "failed", "cancelled"):
-                    return  # finished, and its terminal event was trimmed away
-                sub.overflowed = False
-                while True:
-                    got = await sub.get(settings.sse_heartbeat_s)
-                    if sub.overflowed:
-                        break
-                    if got is None:
-                        if await request.is_disconnected():
-                            return
-                        yield ": keep-alive\n\n"
-                        continue
-                    eid, event = got
-                    if not after(eid, last if last != "0" else "0-0"):
-                        continue
-                    last = eid
-                    yield _sse(eid, event)
-                    if event["type"] in TERMINAL_EVENTS:
-                        return
-                # fell behind: drain and go back to the stored stream
-                while not sub.queue.empty():
-                    sub.queue.get_nowait()
-        finally:
-            hub.unsubscribe(sub)
+        async for item in follow_run(
+            store.r,
+            hub,
+            store.keys.run_events(run_id),
+            run_id,
+            cursor,
+            until=TERMINAL_EVENTS,
+            queue_max=settings.subscriber_queue_max,
+            heartbeat_s=settings.sse_heartbeat_s,
+        ):
+            if item is None:
+                if await request.is_disconnected():
+                    return
+                yield ": keep-alive\n\n"
+                continue
+            yield _sse(*item)
 
     return StreamingResponse(
         body(),
@@ -95,10 +89,13 @@ def ws_filter(
     thread_id: str | None,
     run_id: str | None,
     kinds: tuple[str, ...],
+    visible: frozenset[str] | None = None,
 ) -> Callable[[dict[str, Any]], bool]:
     def match(event: dict[str, Any]) -> bool:
         kind = event["type"].split(".", 1)[0]
         if kind not in kinds:
+            return False
+        if visible is not None and event.get("agent_id") not in visible:
             return False
         if agent_id and event.get("agent_id") != agent_id:
             return False
@@ -121,10 +118,26 @@ async def ws(
     events: str | None = None,
     since: Annotated[str | None, Query(alias="after")] = None,
 ) -> None:
-    """Live run and interrupt events, filtered; ``after=<id>`` resumes without a gap."""
+    """Live run and interrupt events, filtered; ``after=<id>`` resumes without a gap.
+
+    Browsers cannot send headers on a WebSocket: pass the key as ``?api_key=``.
+    """
     app = websocket.app
     store, hub, settings = app.state.store, app.state.hub, app.state.settings
     await websocket.accept()
+    principal: auth.Principal | None = websocket.scope.get("state", {}).get("principal")
+    if principal is None or not principal.allows(auth.READ):
+        await websocket.send_text(
+            dumps(
+                {
+                    "type": "error",
+                    "code": "forbidden",
+                    "message": f"this API key lacks the {auth.READ!r} scope",
+                }
+            )
+        )
+        await websocket.close(code=1008)
+        return
     kinds = tuple(k.strip() for k in events.split(",")) if events else DEFAULT_KINDS
     if since is not None and since != "$" and not is_stream_id(since):
         await websocket.send_text(
@@ -133,7 +146,12 @@ async def ws(
         await websocket.close(code=1008)
         return
     match = ws_filter(
-        agent_id=agent_id, itype=type, thread_id=thread_id, run_id=run_id, kinds=kinds
+        agent_id=agent_id,
+        itype=type,
+        thread_id=thread_id,
+        run_id=run_id,
+        kinds=kinds,
+        visible=principal.agents,
     )
     sub = hub.subscribe(match, settings.subscriber_queue_max)
     receiver = asyncio.create_task(_drain_client(websocket))
