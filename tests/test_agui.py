@@ -263,3 +263,91 @@ def test_copilotkit_graph_interrupt_answered_over_rest_continues_in_ag_ui(
     assert any(f"Meeting scheduled for {slot['label']}" in t for t in texts)
     state = next(e for e in after if e["type"] == "STATE_SNAPSHOT")["snapshot"]
     assert [a["name"] for a in state["copilotkit"]["actions"]] == ["confirm"]
+
+
+def _sha(key: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+AGUI_KEYS = {
+    "reader": ["interrupts:read"],
+    "resolver": ["interrupts:read", "interrupts:resolve"],
+    "writer": ["interrupts:read", "runs:write"],
+}
+
+
+@pytest.fixture(scope="module")
+def secured(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    entries = [
+        {"id": name, "key_sha256": _sha(f"{name}-key-0123456789"), "scopes": scopes}
+        for name, scopes in AGUI_KEYS.items()
+    ]
+    entries.append(
+        {
+            "id": "other-agent",
+            "key_sha256": _sha("other-agent-key-0123456789"),
+            "scopes": ["interrupts:read", "interrupts:resolve", "runs:write"],
+            "agents": ["scheduling"],
+        }
+    )
+    prefix = f"ibt{uuid.uuid4().hex[:10]}"
+    b = Broker(
+        redis_url,
+        prefix,
+        tmp_path_factory.mktemp("agui-auth"),
+        BROKER_AUTH="on",
+        BROKER_API_KEYS=json.dumps(entries),
+    )
+    try:
+        b.start_worker()
+        b.start_api()
+        yield b
+    finally:
+        b.stop()
+        from tests.conftest import _delete_prefix
+
+        _delete_prefix(redis_url, prefix)
+
+
+def _agui_status(b: Broker, key: str | None, body: dict[str, Any]) -> tuple[int, Any]:
+    headers = {"Accept": "text/event-stream"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    r = httpx.post(f"{b.url}/agui/naming", json=body, headers=headers, timeout=60)
+    events = [json.loads(x[6:]) for x in r.text.splitlines() if x.startswith("data: ")]
+    return r.status_code, (r.json() if r.status_code != 200 else events)
+
+
+def test_agui_needs_a_key_with_the_right_scopes(secured: Broker) -> None:
+    thread = str(uuid.uuid4())
+    start = run_input(thread)
+    code, body = _agui_status(secured, None, start)
+    assert code == 401 and body["error"]["code"] == "unauthorized"
+    code, body = _agui_status(secured, "wrong-key", start)
+    assert code == 401
+    # starting a run needs runs:write; a key limited to another agent sees no such agent
+    code, body = _agui_status(secured, "reader-key-0123456789", start)
+    assert code == 403 and body["error"]["scope"] == "runs:write"
+    code, body = _agui_status(secured, "other-agent-key-0123456789", start)
+    assert code == 404 and body["error"]["code"] == "agent_not_found"
+    assert body["error"]["known_agents"] == ["scheduling"]  # as if naming did not exist
+    code, events = _agui_status(secured, "writer-key-0123456789", start)
+    assert code == 200 and events[-1]["type"] == "RUN_FINISHED"
+    [approval] = events[-1]["outcome"]["interrupts"]
+    # answering needs interrupts:resolve
+    resume = run_input(
+        thread, resume=[{"interruptId": approval["id"], "status": "resolved", "payload": True}]
+    )
+    code, body = _agui_status(secured, "writer-key-0123456789", resume)
+    assert code == 403 and body["error"]["scope"] == "interrupts:resolve"
+    code, events = _agui_status(secured, "resolver-key-0123456789", resume)
+    assert code == 200
+    assert [json.loads(e["value"])["type"] for e in events if e["type"] == "CUSTOM"] == ["ask"]
+    r = httpx.get(
+        f"{secured.url}/interrupts/{approval['id']}",
+        headers={"Authorization": "Bearer resolver-key-0123456789"},
+    )
+    assert r.json()["resolution"]["resolved_by"] == "resolver"
+    assert r.json()["resolution"]["channel"] == "agui"

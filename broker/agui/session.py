@@ -25,7 +25,7 @@ from ag_ui.core import (
 )
 from arq.connections import ArqRedis
 
-from broker import errors
+from broker import auth, errors
 from broker.agui.messages import new_input_messages, to_agui_messages
 from broker.agui.translate import Translator
 from broker.codec import dumps, iso, loads
@@ -37,6 +37,15 @@ from broker.threads import ThreadStates
 
 STOPS = TERMINAL_EVENTS | {"run.interrupted"}
 PROTOCOL_VERSION = "1.0"
+
+
+def is_resume(inp: RunAgentInput) -> bool:
+    """Whether the request answers interrupts (resume[] or forwardedProps.command.resume)."""
+    if inp.resume:
+        return True
+    fp = inp.forwarded_props
+    command = fp.get("command") if isinstance(fp, dict) else None
+    return isinstance(command, dict) and command.get("resume") is not None
 
 
 class AguiError(Exception):
@@ -57,7 +66,7 @@ class AguiSession:
         settings: Settings,
         agent_id: str,
         inp: RunAgentInput,
-        actor: str | None = None,
+        principal: auth.Principal,
     ) -> None:
         self.store = store
         self.hub = hub
@@ -66,7 +75,7 @@ class AguiSession:
         self.settings = settings
         self.agent_id = agent_id
         self.inp = inp
-        self.actor = actor
+        self.principal = principal
         self.thread_id = inp.thread_id
         fp = inp.forwarded_props if isinstance(inp.forwarded_props, dict) else {}
         flag = fp.get("interruptOutcome")
@@ -99,9 +108,13 @@ class AguiSession:
         try:
             active = await self.store.active_run(self.thread_id)
             if active and active["agent_id"] != self.agent_id:
+                other = (
+                    f"agent {active['agent_id']}"
+                    if self.principal.sees(active["agent_id"])
+                    else "another agent"
+                )
                 raise AguiError(
-                    "thread_busy",
-                    f"thread {self.thread_id} has an active run of agent {active['agent_id']}",
+                    "thread_busy", f"thread {self.thread_id} has an active run of {other}"
                 )
             answers = self._resume_request()
             if answers is not None:
@@ -154,7 +167,7 @@ class AguiSession:
         fp = self.inp.forwarded_props
         if isinstance(fp, dict):
             command = fp.get("command")
-            if isinstance(command, dict) and "resume" in command:
+            if isinstance(command, dict) and command.get("resume") is not None:
                 value = command["resume"]
                 if isinstance(value, str):
                     # CopilotKit sends the answer JSON-encoded
@@ -209,7 +222,11 @@ class AguiSession:
             return active, cursor
         for h, _, value in chosen:
             await self.store.resolve(
-                h["id"], value, resolved_by=self.actor or "agui", channel="agui"
+                h["id"],
+                value,
+                resolved_by=self.principal.key_id or "agui",
+                channel="agui",
+                principal=self.principal,
             )
         await enqueue_advance(self.queue, self.store, active["id"], f"agui-{self.inp.run_id}")
         return active, cursor

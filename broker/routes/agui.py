@@ -8,10 +8,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from broker import errors
-from broker.agui.session import AguiSession
+from broker import auth, errors
+from broker.agui.session import AguiSession, is_resume
 from broker.body import read_json_object, validation_message
-from broker.deps import HubDep, QueueDep, RegistryDep, SettingsDep, StoreDep
+from broker.deps import HubDep, Principal, QueueDep, RegistryDep, SettingsDep, StoreDep
 
 router = APIRouter(prefix="/agui", tags=["ag-ui"])
 
@@ -25,6 +25,7 @@ async def run_agent(
     queue: QueueDep,
     registry: RegistryDep,
     settings: SettingsDep,
+    principal: Principal,
 ) -> StreamingResponse:
     """AG-UI endpoint: a RunAgentInput in, an SSE stream of AG-UI events out."""
     data = await read_json_object(request, settings.max_input_bytes)
@@ -32,11 +33,19 @@ async def run_agent(
         inp = RunAgentInput.model_validate(data)
     except ValidationError as exc:
         raise errors.InvalidRequest(validation_message(exc)) from exc
-    if agent_id not in registry:
+    visible = sorted(a for a in registry if principal.sees(a))
+    if agent_id not in visible:
         raise errors.AgentNotFound(
-            f"no agent {agent_id!r}; known agents: {', '.join(sorted(registry))}",
-            known_agents=sorted(registry),
+            f"no agent {agent_id!r}; known agents: {', '.join(visible)}", known_agents=visible
         )
+    # the stream shows the thread's interrupts; a request either answers them or may
+    # start a run, and the store checks the resolve scope again on every answer
+    needed = [auth.READ, auth.RESOLVE if is_resume(inp) else auth.RUNS_WRITE]
+    for scope in needed:
+        if not principal.allows(scope):
+            raise errors.Forbidden(
+                f"the API key {principal.actor!r} lacks the {scope!r} scope", scope=scope
+            )
     encoder = EventEncoder(accept=request.headers.get("accept") or "text/event-stream")
     session = AguiSession(
         store=store,
@@ -46,6 +55,7 @@ async def run_agent(
         settings=settings,
         agent_id=agent_id,
         inp=inp,
+        principal=principal,
     )
 
     async def body() -> AsyncIterator[str]:
