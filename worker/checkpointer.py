@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
-from functools import partial
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, NoReturn
 
 import redis.asyncio as aioredis
@@ -33,67 +32,21 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from redis.asyncio.client import Pipeline
 
 from broker.keys import Keys
-
-_PAGE = 100
-
-# Adds the keys just written to the thread's key index and gives them the index's remaining
-# TTL, so keys written after aexpire_thread still expire together with the rest of the thread.
-# KEYS: key index, thread registry, written keys...; ARGV: thread id.
-_TRACK = """
-local ttl = redis.call('PTTL', KEYS[1])
-local score = 'inf'
-if ttl > 0 then
-  local now = redis.call('TIME')
-  score = now[1] * 1000 + math.floor(now[2] / 1000) + ttl
-end
-for i = 3, #KEYS do
-  redis.call('SADD', KEYS[1], KEYS[i])
-  if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
-end
-redis.call('ZADD', KEYS[2], score, ARGV[1])
-"""
+from worker._checkpoint_codec import (
+    _EMPTY,
+    _PAGE,
+    _TRACK,
+    _async_only,
+    _config,
+    _field,
+    _pack,
+    _target,
+    _unpack,
+)
+from worker._checkpoint_threads import ThreadOps
 
 
-def _pack(header: list[Any], data: bytes) -> bytes:
-    # json.dumps escapes newlines, so the first b"\n" always ends the header.
-    return json.dumps(header).encode() + b"\n" + data
-
-
-def _unpack(raw: bytes) -> tuple[list[Any], bytes]:
-    header, _, data = raw.partition(b"\n")
-    return json.loads(header), data
-
-
-def _field(*parts: Any) -> str:
-    return json.dumps(parts)
-
-
-_EMPTY = _pack(["empty"], b"")
-
-
-def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
-    return {
-        "configurable": {
-            "thread_id": thread_id,
-            "checkpoint_ns": ns,
-            "checkpoint_id": checkpoint_id,
-        }
-    }
-
-
-def _target(config: RunnableConfig) -> tuple[str, str, str | None]:
-    conf = config["configurable"]
-    return str(conf["thread_id"]), conf.get("checkpoint_ns") or "", conf.get("checkpoint_id")
-
-
-def _async_only(method: str) -> NoReturn:
-    raise NotImplementedError(
-        f"RedisCheckpointSaver is async only: use `await checkpointer.{method}(...)`, "
-        "and run graphs with `await graph.ainvoke(...)` / `graph.astream(...)`."
-    )
-
-
-class RedisCheckpointSaver(BaseCheckpointSaver[str]):
+class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
     """Async LangGraph checkpoint saver on plain Redis commands (no modules needed).
 
     ``redis`` must be created with ``decode_responses=False``. ``ttl_s`` is the default for
@@ -325,197 +278,6 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
                 pipe.hset(key, mapping=replaced)
             await self._track(pipe, thread_id, [key])
             await pipe.execute()
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Copy every checkpoint, write and value of one thread to another.
-
-        The source is read without a lock: copy a thread that no run is writing to.
-        """
-        k = self.keys
-        src, dst = str(source_thread_id), str(target_thread_id)
-        namespaces = await self._namespaces(src)
-        if not namespaces:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for ns in namespaces:
-                pipe.zrange(k.checkpoint_index(src, ns), 0, -1)
-                pipe.hgetall(k.checkpoint_blobs(src, ns))
-            listed = await pipe.execute()
-        ids = {
-            ns: [m.decode() for m in found]
-            for ns, found in zip(namespaces, listed[::2], strict=True)
-        }
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for ns in namespaces:
-                for cid in ids[ns]:
-                    pipe.hgetall(k.checkpoint(src, ns, cid))
-                    pipe.hgetall(k.checkpoint_writes(src, ns, cid))
-            rows = iter(await pipe.execute())
-        written: list[str] = []
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for ns, blobs in zip(namespaces, listed[1::2], strict=True):
-                written.append(k.checkpoint_namespaces(dst))
-                pipe.sadd(written[-1], ns)
-                if blobs:
-                    written.append(k.checkpoint_blobs(dst, ns))
-                    pipe.hset(written[-1], mapping=blobs)
-                for cid in ids[ns]:
-                    row, writes = next(rows), next(rows)
-                    if not row:
-                        continue
-                    written += [k.checkpoint_index(dst, ns), k.checkpoint(dst, ns, cid)]
-                    pipe.zadd(written[-2], {cid: 0})
-                    pipe.delete(written[-1])
-                    pipe.hset(written[-1], mapping=row)
-                    if writes:
-                        written.append(k.checkpoint_writes(dst, ns, cid))
-                        pipe.hset(written[-1], mapping=writes)
-                    if run_id := row.get(b"run_id"):
-                        written.append(k.checkpoint_run(run_id.decode()))
-                        pipe.sadd(written[-1], json.dumps([dst, ns, cid]))
-            await self._track(pipe, dst, sorted(set(written)))
-            await pipe.execute()
-
-    # -- deletion and retention --------------------------------------------------------
-    async def _for_thread_keys(
-        self, thread_id: str, apply: Callable[[Pipeline, list[Any]], None]
-    ) -> None:
-        # apply(pipe, keys) runs in one transaction over every key of the thread; WATCH on
-        # the key index retries it when a concurrent write adds a key in between.
-        index = self.keys.checkpoint_thread_keys(thread_id)
-
-        async def run(pipe: Pipeline) -> None:
-            members = await pipe.smembers(index)
-            pipe.multi()
-            apply(pipe, [index, *members])
-
-        await self.redis.transaction(run, index)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        """Delete every checkpoint, write and value of the thread."""
-        thread_id = str(thread_id)
-
-        def delete(pipe: Pipeline, keys: list[Any]) -> None:
-            pipe.delete(*keys)
-            pipe.zrem(self.keys.checkpoint_threads, thread_id)
-
-        await self._for_thread_keys(thread_id, delete)
-
-    async def aexpire_thread(self, thread_id: str, ttl_s: int | None = None) -> None:
-        """Expire every key of the thread after ``ttl_s`` seconds (default: the saver's).
-
-        Keys the thread gains later inherit the remaining TTL.
-        """
-        ttl_s = self.ttl_s if ttl_s is None else ttl_s
-        if ttl_s is None or ttl_s <= 0:
-            raise ValueError(
-                "aexpire_thread needs a positive ttl_s: pass one, or build the saver with "
-                "RedisCheckpointSaver(..., ttl_s=...)"
-            )
-        thread_id, ttl_ms = str(thread_id), int(ttl_s * 1000)
-        deadline = await self._now_ms() + ttl_ms
-
-        def expire(pipe: Pipeline, keys: list[Any]) -> None:
-            for key in keys:
-                pipe.pexpire(key, ttl_ms)
-            pipe.zadd(self.keys.checkpoint_threads, {thread_id: deadline}, xx=True)
-
-        await self._for_thread_keys(thread_id, expire)
-
-    async def apersist_thread(self, thread_id: str) -> None:
-        """Remove the expiry from every key of the thread (a new run is starting on it)."""
-        thread_id = str(thread_id)
-
-        def persist(pipe: Pipeline, keys: list[Any]) -> None:
-            for key in keys:
-                pipe.persist(key)
-            pipe.zadd(self.keys.checkpoint_threads, {thread_id: float("inf")}, xx=True)
-
-        await self._for_thread_keys(thread_id, persist)
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        """Delete the checkpoints (and their writes) written by the given runs."""
-        k = self.keys
-        run_keys = [k.checkpoint_run(str(run_id)) for run_id in run_ids]
-        if not run_keys:
-            return
-
-        async def delete(pipe: Pipeline) -> None:
-            listed = [await pipe.smembers(run_key) for run_key in run_keys]
-            pipe.multi()
-            for run_key, members in zip(run_keys, listed, strict=True):
-                for member in members:
-                    thread_id, ns, cid = json.loads(member)
-                    gone = [
-                        k.checkpoint(thread_id, ns, cid),
-                        k.checkpoint_writes(thread_id, ns, cid),
-                    ]
-                    pipe.delete(*gone)
-                    pipe.zrem(k.checkpoint_index(thread_id, ns), cid)
-                    pipe.srem(k.checkpoint_thread_keys(thread_id), *gone, run_key)
-            pipe.delete(*run_keys)
-
-        await self.redis.transaction(delete, *run_keys)
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        """Prune threads: ``"keep_latest"`` keeps each namespace's latest checkpoint (and
-        the ancestors its DeltaChannel values are rebuilt from); ``"delete"`` removes all.
-        """
-        if strategy not in ("keep_latest", "delete"):
-            raise ValueError(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
-        for thread_id in map(str, thread_ids):
-            if strategy == "delete":
-                await self.adelete_thread(thread_id)
-                continue
-            for ns in await self._namespaces(thread_id):
-                watched = (
-                    self.keys.checkpoint_index(thread_id, ns),
-                    self.keys.checkpoint_blobs(thread_id, ns),
-                )
-                await self.redis.transaction(partial(self._keep_latest, thread_id, ns), *watched)
-
-    async def _keep_latest(self, thread_id: str, ns: str, pipe: Pipeline) -> None:
-        k = self.keys
-        index, blobs_key = k.checkpoint_index(thread_id, ns), k.checkpoint_blobs(thread_id, ns)
-        ids = [m.decode() for m in await pipe.zrange(index, 0, -1)]
-        kept: dict[str, ChannelVersions] = {}
-        cid: str | None = ids[-1] if ids else None
-        # A DeltaChannel is rebuilt from ancestor writes back to its nearest stored value:
-        # walk parents until every delta channel of the latest checkpoint has one.
-        pending: set[str] | None = None
-        while cid is not None and cid not in kept:
-            row = await pipe.hgetall(k.checkpoint(thread_id, ns, cid))
-            if not row:
-                break
-            versions = self._load(row[b"checkpoint"])["channel_versions"]
-            kept[cid] = versions
-            if pending is None:
-                counters = self._load(row[b"metadata"]).get("counters_since_delta_snapshot")
-                pending = set(counters or ())
-            fields = [_field(ch, str(versions[ch])) for ch in pending if ch in versions]
-            stored = await pipe.hmget(blobs_key, fields) if fields else []
-            pending -= {
-                json.loads(f)[0]
-                for f, raw in zip(fields, stored, strict=True)
-                if raw not in (None, _EMPTY)
-            }
-            parent = row.get(b"parent")
-            cid = parent.decode() if pending and parent else None
-        referenced = {_field(ch, str(v)) for vs in kept.values() for ch, v in vs.items()}
-        unused = [f for f in await pipe.hkeys(blobs_key) if f.decode() not in referenced]
-        dropped = [c for c in ids if c not in kept]
-        pipe.multi()
-        if dropped:
-            gone = [
-                key
-                for c in dropped
-                for key in (k.checkpoint(thread_id, ns, c), k.checkpoint_writes(thread_id, ns, c))
-            ]
-            pipe.delete(*gone)
-            pipe.zrem(index, *dropped)
-            pipe.srem(k.checkpoint_thread_keys(thread_id), *gone)
-        if unused:
-            pipe.hdel(blobs_key, *unused)
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         # Same scheme as InMemorySaver: the random suffix keeps forks of one parent from
