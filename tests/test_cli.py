@@ -184,6 +184,7 @@ def test_dev_with_an_embedded_server_serves_and_stops_everything_on_sigint(
     assert dev.banner["API"] == base
     assert dev.banner["Docs"] == f"{base}/docs"
     assert "embedded" in dev.banner["Redis"]
+    assert "Auth    OFF: anyone on this machine" in dev.output  # open, and says so
     assert set(dev.pids) == {"api", "worker", "embedded-redis", "valkey-server"}
     assert all(_alive(pid) for pid in dev.pids.values())
 

@@ -144,6 +144,32 @@ def test_workers_scale_apart_from_the_api() -> None:
     assert "ports" not in worker
 
 
+def _required(value: str) -> bool:
+    """A compose interpolation that refuses to start while the variable is unset."""
+    return value.startswith("${") and ":?" in value
+
+
+def test_api_requires_keys_and_keeps_auth_on() -> None:
+    env = _environment(_service("api"))
+    assert env.get("BROKER_AUTH", "on") != "off"
+    assert _required(env["BROKER_API_KEYS"]) or env.get("BROKER_API_KEYS_FILE")
+
+
+@pytest.mark.parametrize("name", ["api", "worker"])
+def test_api_and_worker_share_the_required_link_secret_and_public_url(name: str) -> None:
+    env = _environment(_service(name))
+    for variable in ("BROKER_LINK_SECRET", "BROKER_PUBLIC_URL"):
+        assert _required(env[variable]), f"{name}: {variable} must be required"
+    assert env["BROKER_LINK_SECRET"] == _environment(_service("api"))["BROKER_LINK_SECRET"]
+
+
+@pytest.mark.parametrize("name", ["api", "worker"])
+def test_no_development_switch_reaches_production(name: str) -> None:
+    env = _environment(_service(name))
+    assert "BROKER_DEV" not in env
+    assert env.get("BROKER_WEBHOOK_ALLOW_PRIVATE", "0") in ("0", "")
+
+
 def test_api_and_worker_run_the_same_image() -> None:
     api, worker = _service("api"), _service("worker")
     assert api.get("build") == worker.get("build") == "."

@@ -1,0 +1,281 @@
+"""Deadlines: the default answer resumes the run, or the run fails or is cancelled, as
+declared; a late answer is 410; a person's answer racing the deadline has one winner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from broker import expiry
+from broker.codec import loads
+from broker.settings import Settings
+from broker.store import PendingInterrupt, Store
+from tests.conftest import _delete_prefix
+from tests.flow import next_interrupt, start, wait_status
+from tests.graphs import EXPIRY_DEFAULT
+from tests.harness import Broker
+from worker.ledger import RunLedger
+
+RULES = [
+    # counter's approval, configured rather than declared: cancel the run at the deadline
+    {"agent": "counter", "type": "approval", "expires_in": 1, "on_expire": "cancel"}
+]
+
+
+@pytest.fixture(scope="module")
+def timed(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    p = f"ibt{uuid.uuid4().hex[:10]}"
+    b = Broker(
+        redis_url,
+        p,
+        tmp_path_factory.mktemp("expiry"),
+        BROKER_EXPIRY=json.dumps(RULES),
+        BROKER_EXPIRY_INTERVAL_S="0.05",
+    )
+    try:
+        b.start_worker()
+        b.start_api()
+        b.wait_ready()
+        yield b
+    finally:
+        b.stop()
+        _delete_prefix(redis_url, p)
+
+
+@pytest.fixture
+def client(timed: Broker) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=timed.url, timeout=30) as c:
+        yield c
+
+
+def _answered(redis_url: str, broker: Broker, thread_id: str) -> int:
+    r = redis.Redis.from_url(redis_url)
+    try:
+        return int(r.get(f"{broker.env['BROKER_KEY_PREFIX']}:test:answered:{thread_id}") or 0)
+    finally:
+        r.close()
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+@pytest.mark.slow
+def test_expiry_with_a_default_resumes_the_run_with_the_default(
+    client: httpx.Client, timed: Broker, redis_url: str
+) -> None:
+    run = start(client, "expiring", {})
+    target = next_interrupt(client, run["run_id"])
+    assert target["expires_at"] is not None
+    assert target["expiry"] == {"on_expire": "resume", "default": EXPIRY_DEFAULT}
+
+    done = wait_status(client, run["run_id"], "succeeded", "failed")
+    assert done["status"] == "succeeded", done
+    assert done["output"]["values"]["answer"] == EXPIRY_DEFAULT
+    assert _answered(redis_url, timed, run["thread_id"]) == 1
+
+    expired = client.get(f"/interrupts/{target['id']}").json()
+    assert expired["status"] == "expired"
+    assert expired["resolution"]["value"] == EXPIRY_DEFAULT
+    assert expired["resolution"]["channel"] == "expiry"
+    listed = client.get("/interrupts", params={"status": "expired", "run_id": run["run_id"]})
+    assert [i["id"] for i in listed.json()["items"]] == [target["id"]]
+
+    late = client.post(f"/interrupts/{target['id']}/resolve", json={"value": True})
+    assert late.status_code == 410
+    assert late.json()["error"]["code"] == "interrupt_expired"
+
+    trail = client.get(f"/interrupts/{target['id']}/audit").json()["items"]
+    assert [(e["channel"], e["outcome"]) for e in trail] == [
+        ("expiry", "accepted"),
+        ("rest", "interrupt_expired"),
+    ]
+    events = [e["type"] for e in _run_events(redis_url, timed, run["run_id"])]
+    assert "interrupt.expired" in events
+    assert events.index("interrupt.expired") < events.index("run.resumed")
+
+
+def _run_events(redis_url: str, broker: Broker, run_id: str) -> list[dict[str, Any]]:
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        entries = r.xrange(f"{broker.env['BROKER_KEY_PREFIX']}:events:run:{run_id}")
+        return [json.loads(fields["event"]) for _, fields in entries]
+    finally:
+        r.close()
+
+
+@pytest.mark.slow
+def test_expiry_without_a_default_fails_the_run(client: httpx.Client) -> None:
+    run = start(client, "expiring_fail", {})
+    target = next_interrupt(client, run["run_id"])
+    done = wait_status(client, run["run_id"], "failed", "succeeded")
+    assert done["status"] == "failed"
+    assert target["id"] in done["error"]["message"]
+    assert "expired" in done["error"]["message"]
+    assert client.get(f"/interrupts/{target['id']}").json()["status"] == "expired"
+
+
+@pytest.mark.slow
+def test_configured_expiry_can_cancel_the_run(client: httpx.Client) -> None:
+    run = start(client, "counter", {})
+    target = next_interrupt(client, run["run_id"])
+    assert target["expiry"]["on_expire"] == "cancel"
+    done = wait_status(client, run["run_id"], "cancelled", "succeeded", "failed")
+    assert done["status"] == "cancelled"
+    assert client.get(f"/interrupts/{target['id']}").json()["status"] == "expired"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("round_", range(3))
+def test_expiry_racing_twenty_answers_has_one_winner(
+    client: httpx.Client, timed: Broker, redis_url: str, round_: int
+) -> None:
+    run = start(client, "expiring", {})
+    target = next_interrupt(client, run["run_id"])
+    deadline = _epoch(target["expires_at"])
+    url = f"/interrupts/{target['id']}/resolve"
+
+    async def race() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=timed.url, timeout=30) as c:
+
+            async def answer(n: int) -> httpx.Response:
+                # spread across the deadline: some before it, some after
+                await asyncio.sleep(max(0.0, deadline - time.time() - 0.1 + n * 0.01))
+                return await c.post(url, json={"value": {"approved": True, "by": f"u{n}"}})
+
+            return await asyncio.gather(*(answer(n) for n in range(20)))
+
+    responses = asyncio.run(race())
+    wins = [r.json() for r in responses if r.status_code == 200]
+    assert all(r.status_code in (200, 409, 410) for r in responses)
+    assert len(wins) <= 1
+    done = wait_status(client, run["run_id"], "succeeded", "failed")
+    assert done["status"] == "succeeded"
+    final = client.get(f"/interrupts/{target['id']}").json()
+    if wins:
+        assert final["status"] == "resolved"
+        assert final["resolution"] == wins[0]["resolution"]
+    else:
+        assert final["status"] == "expired"
+        assert final["resolution"]["channel"] == "expiry"
+    assert done["output"]["values"]["answer"] == final["resolution"]["value"]
+    assert _answered(redis_url, timed, run["thread_id"]) == 1
+    trail = client.get(f"/interrupts/{target['id']}/audit").json()["items"]
+    assert [e["outcome"] for e in trail].count("accepted") == 1
+
+
+# The store path itself, with the clock past the deadline for the expiry only: both
+# sides pass their deadline checks, so only the pending-status check decides.
+
+
+async def _waiting(store: Store, value: dict[str, Any]) -> str:
+    run = await store.create_run("expiring", None, {}, {})
+    ledger = RunLedger(store)
+    begun = await ledger.begin(
+        run["run_id"], expect="queued", phase="start", base_checkpoint="", applying=[], job_id="j"
+    )
+    assert begun is not None
+    [iid] = await ledger.record_interrupted(
+        run["run_id"], [PendingInterrupt(uuid.uuid4().hex, value)], []
+    )
+    return iid
+
+
+@pytest.mark.parametrize("round_", range(5))
+async def test_expire_and_twenty_resolves_race_with_one_winner(
+    aredis: aioredis.Redis, settings: Settings, round_: int
+) -> None:
+    store = Store(aredis, settings)
+    iid = await _waiting(store, {"type": "approval", "expires_in": 60, "default": "D"})
+    h = await store.interrupt_hash(iid)
+    assert await aredis.zscore(store.keys.deadlines, iid) == int(h["expires_at_ms"])
+
+    async def human(n: int) -> str:
+        try:
+            await store.resolve(iid, f"v{n}", resolved_by=f"u{n}", channel="rest")
+        except Exception as exc:
+            return type(exc).__name__
+        return "ok"
+
+    async def deadline() -> str:
+        outcome, _ = await expiry.expire(store, iid, now=int(h["expires_at_ms"]))
+        return outcome
+
+    tasks = [human(n) for n in range(20)]
+    tasks.insert(round_ * 4, deadline())
+    outcomes = await asyncio.gather(*tasks)
+    assert outcomes.count("ok") == 1, outcomes
+    after = await store.interrupt_hash(iid)
+    resolution = loads(after["resolution"])
+    if outcomes[round_ * 4] == "ok":
+        assert after["status"] == "expired"
+        assert resolution["value"] == "D"
+        assert set(outcomes) - {"ok"} <= {"AlreadyResolved", "InterruptExpired"}
+    else:
+        assert after["status"] == "resolved"
+        assert resolution["channel"] == "rest"
+    assert await aredis.zscore(store.keys.runs_due, after["run_id"]) is not None
+    assert await aredis.zscore(store.keys.deadlines, iid) is None
+    trail = [loads(x) for x in await aredis.lrange(store.keys.audit(iid), 0, -1)]
+    assert [e["outcome"] for e in trail].count("accepted") == 1
+    # every human attempt, plus the expiry when it won
+    assert len(trail) == 20 + (after["status"] == "expired")
+
+
+async def test_an_expiry_before_its_deadline_changes_nothing(
+    aredis: aioredis.Redis, settings: Settings
+) -> None:
+    store = Store(aredis, settings)
+    iid = await _waiting(store, {"type": "approval", "expires_in": 60, "default": "D"})
+    before = await store.interrupt_hash(iid)
+    outcome, _ = await expiry.expire(store, iid, now=int(before["expires_at_ms"]) - 1)
+    assert outcome == "not_due"
+    assert await store.interrupt_hash(iid) == before
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"expires_in": 5, "default": None}, ("resume", None)),
+        ({"expires_in": 5, "default": {"ok": False}}, ("resume", {"ok": False})),
+        ({"expires_in": 5}, ("fail", None)),
+        ({"expires_in": 5, "on_expire": "cancel"}, ("cancel", None)),
+    ],
+)
+def test_declared_expiry(value: dict[str, Any], expected: tuple[str, Any]) -> None:
+    exp = expiry.policy(value, "a", None, None)
+    assert exp is not None
+    assert (exp.on_expire, exp.default) == expected
+
+
+def test_configured_rules_match_agent_and_type_and_the_value_wins() -> None:
+    rules = json.dumps(
+        [
+            {"agent": "a", "type": "approval", "expires_in": 10, "default": True},
+            {"agent": "a", "expires_in": 20, "on_expire": "cancel"},
+        ]
+    )
+    first = expiry.policy({"type": "approval"}, "a", "approval", rules)
+    assert first is not None and (first.expires_in_s, first.default) == (10, True)
+    second = expiry.policy({}, "a", "ask", rules)
+    assert second is not None and second.on_expire == "cancel"
+    assert expiry.policy({}, "b", "approval", rules) is None
+    own = expiry.policy({"expires_in": 3, "default": 0}, "a", "approval", rules)
+    assert own is not None and (own.expires_in_s, own.default) == (3, 0)
+
+
+def test_unusable_rules_are_refused() -> None:
+    for bad in ("{", "{}", '[{"expires_in": 0}]', '[{"expires_in": 5, "on_expire": "later"}]'):
+        with pytest.raises(expiry.ExpiryConfigError):
+            expiry.rules(bad)
