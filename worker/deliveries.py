@@ -84,7 +84,9 @@ async def _dispatch(store: Store, pool: Any, config: Any, entries: list[Any]) ->
                     _job_id=f"webhook:{sub.id}:{eid}",
                     _queue_name=store.keys.queue,
                 )
-        await store.r.xack(store.keys.events, store.keys.webhook_group, eid)
+    # acknowledged once every job of the batch is queued: a crash before this point
+    # leaves the entries pending, and another worker claims and dispatches them again
+    await store.r.xack(store.keys.events, store.keys.webhook_group, *[eid for eid, _ in entries])
 
 
 async def deliver_webhook(ctx: dict[str, Any], sub_id: str, msg_id: str, body: str) -> str:
