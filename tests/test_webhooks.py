@@ -5,6 +5,7 @@ subscription, and never sent to private addresses unless allowed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -14,14 +15,18 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from broker import netguard, signing, webhooks
+from broker.settings import Settings
+from broker.store import Store
 from tests.conftest import _delete_prefix
 from tests.flow import next_interrupt, start, wait_status
 from tests.harness import Broker, wait_until
 from tests.receiver import Receiver, running
+from worker import deliveries
 from worker.deliveries import backoff_s
 
 CONFIGURED_SECRET = signing.new_secret()
@@ -333,3 +338,49 @@ def test_subscription_matching() -> None:
     assert typed.matches({**created, "data": {"type": "approval"}})
     assert not typed.matches({**created, "data": {"type": "x"}})
     assert not sub.model_copy(update={"enabled": False}).matches({"type": "run.failed"})
+
+
+# The dispatcher's consumer group, in process on a real Redis
+
+
+class _Pool:
+    """Stands in for arq's pool: records the jobs the dispatcher queues."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[Any, ...]] = []
+
+    async def enqueue_job(self, name: str, *args: Any, **kwargs: Any) -> None:
+        self.jobs.append((name, *args, kwargs["_job_id"]))
+
+
+async def test_events_a_dead_worker_left_pending_are_dispatched_by_another(
+    aredis: aioredis.Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(aredis, settings)
+    k = store.keys
+    sub = webhooks.Subscription(id="s", url="https://x.test/", secret=signing.new_secret())
+    await aredis.xgroup_create(k.events, k.webhook_group, id="$", mkstream=True)
+    run = {"id": "r", "thread_id": "t", "agent_id": "a"}
+    await store.emit(aredis, "r", store.event("run.succeeded", run, output=None))
+    # a worker read the event, then died before acknowledging it
+    await aredis.xreadgroup(k.webhook_group, "dead", {k.events: ">"}, count=10)
+    monkeypatch.setattr(deliveries, "CLAIM_IDLE_MS", 0)
+    monkeypatch.setattr(deliveries, "STALE_MS", -1)
+    pool = _Pool()
+    task = asyncio.create_task(deliveries.dispatch_loop(store, pool, "alive", {"s": sub}))
+    try:
+        for _ in range(500):
+            if pool.jobs:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    [(name, sid, msg_id, body, job_id)] = pool.jobs
+    assert (name, sid) == ("deliver_webhook", "s")
+    assert json.loads(body)["type"] == "run.succeeded"
+    assert job_id == f"webhook:s:{msg_id.removeprefix('evt_')}"
+    assert (await aredis.xpending(k.events, k.webhook_group))["pending"] == 0
+    # the dead worker's consumer, with nothing pending now, is forgotten
+    names = [c["name"] for c in await aredis.xinfo_consumers(k.events, k.webhook_group)]
+    assert "dead" not in names

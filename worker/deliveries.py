@@ -29,6 +29,7 @@ from broker.store import Store
 log = logging.getLogger("worker.deliveries")
 
 CLAIM_IDLE_MS = 30_000
+STALE_MS = 3600_000
 
 
 def backoff_s(attempt: int, base: float, cap: float) -> float:
@@ -53,6 +54,7 @@ async def dispatch_loop(store: Store, pool: Any, consumer: str, config: Any) -> 
                     k.events, k.webhook_group, consumer, CLAIM_IDLE_MS, "0-0", count=100
                 )
                 await _dispatch(store, pool, config, entries)
+                await _forget_gone_consumers(store, consumer)
             got = await r.xreadgroup(
                 k.webhook_group, consumer, {k.events: ">"}, count=100, block=2000
             )
@@ -63,6 +65,15 @@ async def dispatch_loop(store: Store, pool: Any, consumer: str, config: Any) -> 
         except Exception:
             log.exception("webhook dispatch failed; retrying")
             await asyncio.sleep(1)
+
+
+async def _forget_gone_consumers(store: Store, consumer: str) -> None:
+    """Drops consumers of stopped workers (each worker start names a new one); one that
+    still runs is recreated by its next read, and one with pending entries is kept."""
+    r, k = store.r, store.keys
+    for info in await r.xinfo_consumers(k.events, k.webhook_group):
+        if info["name"] != consumer and not info["pending"] and info["idle"] > STALE_MS:
+            await r.xgroup_delconsumer(k.events, k.webhook_group, info["name"])
 
 
 async def _dispatch(store: Store, pool: Any, config: Any, entries: list[Any]) -> None:

@@ -49,7 +49,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     url = settings.require_redis_url()
     # refuse to start on unusable configuration, not at the first interrupt
     expiry.rules(settings.expiry)
-    links.secret_key(settings)
+    if links.secret_key(settings) and not settings.dev and "127.0.0.1" in settings.public_url:
+        log.warning(
+            "action links point at %s; set BROKER_PUBLIC_URL to where people reach the API",
+            settings.public_url,
+        )
     webhook_config = webhooks.configured(settings)
     store_redis = aioredis.Redis.from_url(url, decode_responses=True)
     saver_redis = aioredis.Redis.from_url(url)
