@@ -14,6 +14,7 @@ from typing import Any
 from fastapi.responses import HTMLResponse
 
 from broker.links import Choice
+from broker.schemas import is_hitl_request
 
 HEADERS = {
     "Content-Security-Policy": (
@@ -64,10 +65,24 @@ def notice(kind: str, detail: str | None = None) -> HTMLResponse:
 
 def _question(value: Any) -> str:
     text = value.get("content") if isinstance(value, dict) else value
-    shown = text if isinstance(text, str) else None
+    head = f"<p>{escape(text)}</p>" if isinstance(text, str) else ""
+    if is_hitl_request(value):
+        items = "".join(
+            f'<li><pre style="white-space:pre-wrap">{escape(_action(a))}</pre></li>'
+            for a in value["action_requests"]
+        )
+        head += f"<ul>{items}</ul>"
     details = json.dumps(value, indent=2, ensure_ascii=False, default=str)[:4000]
-    head = f"<p>{escape(shown)}</p>" if shown else ""
     return f"{head}<details><summary>Details</summary><pre>{escape(details)}</pre></details>"
+
+
+def _action(action: Any) -> str:
+    if not isinstance(action, dict):
+        return str(action)
+    described = action.get("description")
+    if isinstance(described, str) and described:
+        return described
+    return f"{action.get('name')}: {json.dumps(action.get('args'), ensure_ascii=False)}"
 
 
 def confirm(value: Any, agent_id: str, choice: Choice, token: str) -> HTMLResponse:
