@@ -50,6 +50,13 @@ class Subscription:
     overflowed: bool = False
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def reset(self) -> None:
+        """Empties the queue and clears the overflow, before a catch-up replay."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.overflowed = False
+        self.wakeup.clear()
+
     async def get(self, timeout: float) -> Event | None:
         """The next event; None after ``timeout`` or once overflowed (check ``overflowed``)."""
         if self.overflowed:
@@ -188,12 +195,14 @@ async def follow_run(
     last = since if since not in ("0", "") else "0-0"
     try:
         while True:
+            # (re)start from the stored stream; what arrives live meanwhile is queued,
+            # and the id check below drops what the replay already gave
+            sub.reset()
             async for eid, event in replay(r, stream, last):
                 last = eid
                 yield eid, event
                 if event["type"] in until:
                     return
-            sub.overflowed = False
             while True:
                 got = await sub.get(heartbeat_s)
                 if sub.overflowed:
@@ -208,7 +217,5 @@ async def follow_run(
                 yield eid, event
                 if event["type"] in until:
                     return
-            while not sub.queue.empty():
-                sub.queue.get_nowait()
     finally:
         hub.unsubscribe(sub)

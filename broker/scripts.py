@@ -46,6 +46,11 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'pending' then
   return {'conflict', status, redis.call('HGET', KEYS[1], 'resolution') or ''}
 end
+-- an interrupt of a run that has ended takes no answer (closing them is the same step)
+local run_status = redis.call('HGET', KEYS[15], 'status')
+if run_status == 'succeeded' or run_status == 'failed' or run_status == 'cancelled' then
+  return {'conflict', 'cancelled', ''}
+end
 local exp = redis.call('HGET', KEYS[1], 'expires_at_ms')
 if exp and exp ~= '' and tonumber(exp) <= tonumber(ARGV[2]) then
   return {'expired', exp}
@@ -110,19 +115,6 @@ redis.call('XADD', KEYS[13], 'MAXLEN', '~', ARGV[6], eid, 'event', ARGV[4])
 redis.call('RPUSH', KEYS[17], ARGV[8])
 redis.call('LTRIM', KEYS[17], -tonumber(ARGV[9]), -1)
 return {'ok'}
-"""
-
-# Moves one interrupt from one status's indexes to another's.
-# KEYS: 1 interrupt hash, 2-5 from indexes, 6-9 to indexes, 10 version, 11 seq
-# ARGV: 1 interrupt id, 2 expected status, 3 new status, 4 now_ms
-MOVE_INTERRUPT = """
-if redis.call('HGET', KEYS[1], 'status') ~= ARGV[2] then return 0 end
-local seq = redis.call('INCR', KEYS[11])
-redis.call('HSET', KEYS[1], 'status', ARGV[3], 'updated_ms', ARGV[4])
-for i = 2, 5 do redis.call('ZREM', KEYS[i], ARGV[1]) end
-for i = 6, 9 do redis.call('ZADD', KEYS[i], seq, ARGV[1]) end
-redis.call('INCR', KEYS[10])
-return 1
 """
 
 # Appends one event to the global stream and to its run's stream under the SAME id, so

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     wake_workers: bool = True
     """Publish on a channel when a job is queued, so idle workers start it at once."""
     thread_lock_ttl_s: int = 60
+    thread_lock_wait_s: float = 10.0
+    """How long a job waits for a busy thread before it is retried later."""
+    run_max_attempts: int = 5
+    """Attempts at a run that keeps dying (worker crashes, timeouts) before it fails."""
     reconcile_interval_s: float = 5.0
     reconcile_grace_s: float = 10.0
     worker_heartbeat_s: float = 5.0

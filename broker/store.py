@@ -22,7 +22,7 @@ from broker.records import (
     interrupt_view,
     run_view,
 )
-from broker.scripts import CREATE_RUN, EMIT, EXPIRE, MOVE_INTERRUPT, RESOLVE
+from broker.scripts import CREATE_RUN, EMIT, EXPIRE, RESOLVE
 from broker.settings import Settings
 
 
@@ -64,7 +64,6 @@ class Store:
         self.keys = Keys(settings.key_prefix)
         self._create_run = redis.register_script(CREATE_RUN)
         self._resolve = redis.register_script(RESOLVE)
-        self._move = redis.register_script(MOVE_INTERRUPT)
         self._emit = redis.register_script(EMIT)
         self._expire = redis.register_script(EXPIRE)
 
@@ -242,7 +241,10 @@ class Store:
         return await self.stop_run(run_id, "cancelled")
 
     async def stop_run(self, run_id: str, status: str, error: Any = None) -> dict[str, Any]:
-        """Ends an unfinished run as ``cancelled`` or ``failed``; its pending interrupts close."""
+        """Ends an unfinished run as ``cancelled`` or ``failed``; its pending interrupts close.
+
+        One transaction: no answer can be accepted for the run once it has ended.
+        """
         k = self.keys
         while True:
             async with self.r.pipeline(transaction=True) as pipe:
@@ -255,7 +257,9 @@ class Store:
                         f"run {run_id} already finished with status {run['status']}",
                         status=run["status"],
                     )
+                pending = await self.watch_pending(pipe, run_id)
                 pipe.multi()
+                await self.close_pending(pipe, run, pending)
                 extra = {"error": dumps(error)} if error is not None else {}
                 self.set_run_status(pipe, run, status, **extra)
                 pipe.hset(k.run(run_id), "cancel_requested", "1")
@@ -266,15 +270,40 @@ class Store:
                 except WatchError:
                     continue
                 break
-        for h in await self.interrupt_hashes(run_id):
-            if h["status"] == "pending" and await self._move_interrupt(h, "pending", "cancelled"):
-                ev = self.event(
-                    "interrupt.cancelled", run, interrupt_id=h["id"], type=h.get("type") or None
-                )
-                async with self.r.pipeline(transaction=True) as pipe:
-                    await self.emit(pipe, run_id, ev)
-                    await pipe.execute()
         return await self.get_run(run_id)
+
+    async def watch_pending(self, pipe: Any, run_id: str) -> list[dict[str, str]]:
+        """WATCHes every interrupt of the run on ``pipe``; returns the pending ones."""
+        ids = await pipe.zrange(self.keys.run_interrupts(run_id), 0, -1)
+        if not ids:
+            return []
+        await pipe.watch(*(self.keys.interrupt(i) for i in ids))
+        hashes = [await pipe.hgetall(self.keys.interrupt(i)) for i in ids]
+        return [h for h in hashes if h and h["status"] == "pending"]
+
+    async def close_pending(
+        self, pipe: Any, run: dict[str, str], pending: list[dict[str, str]]
+    ) -> None:
+        """Queues on a MULTI ``pipe``: the run's pending interrupts become cancelled.
+
+        The caller ends the run in the same transaction, after these events, so a
+        client reading the run's stream sees the interrupts close before the run ends.
+        """
+        k = self.keys
+        ts = str(now_ms())
+        for h in pending:
+            pipe.hset(k.interrupt(h["id"]), mapping={"status": "cancelled", "updated_ms": ts})
+            for index in self.interrupt_indexes("pending", h):
+                pipe.zrem(index, h["id"])
+            for index in self.interrupt_indexes("cancelled", h):
+                pipe.zadd(index, {h["id"]: float(h.get("seq") or 0)})
+            pipe.zrem(k.deadlines, h["id"])
+            ev = self.event(
+                "interrupt.cancelled", run, interrupt_id=h["id"], type=h.get("type") or None
+            )
+            await self.emit(pipe, run["id"], ev)
+        if pending:
+            pipe.incr(k.interrupts_version)
 
     def set_run_status(self, pipe: Any, run: dict[str, str], status: str, **fields: str) -> None:
         k = self.keys
@@ -300,18 +329,6 @@ class Store:
             # untyped interrupts share the "_" type index so every record has four
             k.interrupts_by_type(status, h.get("type") or "_"),
         ]
-
-    async def _move_interrupt(self, h: dict[str, str], src: str, dst: str) -> bool:
-        k = self.keys
-        keys = [
-            k.interrupt(h["id"]),
-            *self.interrupt_indexes(src, h),
-            *self.interrupt_indexes(dst, h),
-            k.interrupts_version,
-            k.seq,
-        ]
-        moved = await self._move(keys=keys, args=[h["id"], src, dst, now_ms()])
-        return bool(moved)
 
     async def interrupt_hash(self, interrupt_id: str) -> dict[str, str]:
         h: dict[str, str] = await self.r.hgetall(self.keys.interrupt(interrupt_id))

@@ -139,9 +139,12 @@ def _snapshot(redis_url: str, broker: Broker) -> dict[str, Any]:
                 out[key] = sorted(client.smembers(key))
             else:
                 out[key] = kind
-        # liveness and reconciler bookkeeping change on their own
-        for own in ("workers", "lock:reconciler", "lock:expiry"):
-            out.pop(f"{broker.env['BROKER_KEY_PREFIX']}:{own}".encode(), None)
+        # liveness, locks and the job queue are bookkeeping that changes on its own
+        p = broker.env["BROKER_KEY_PREFIX"]
+        for key in list(out):
+            name = key.decode()[len(p) + 1 :]
+            if name in ("workers", "queue") or name.startswith("lock:"):
+                del out[key]
         return out
     finally:
         client.close()

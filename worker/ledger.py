@@ -18,6 +18,14 @@ from broker.schemas import declared_schema
 from broker.store import PendingInterrupt, Store
 
 
+def owns(run: dict[str, str], job_id: str | None) -> bool:
+    """Whether an attempt may record on the run: it is running, and (when the attempt
+    says which job it is) no later attempt has taken it over since."""
+    if not run or run["status"] != "running":
+        return False
+    return job_id is None or run.get("job_id") == job_id
+
+
 def unapplied(h: dict[str, str]) -> bool:
     """An accepted answer (a person's, or an expiry's default) the graph has not had yet."""
     return (
@@ -73,7 +81,12 @@ class RunLedger:
                 return run
 
     async def record_interrupted(
-        self, run_id: str, pending: list[PendingInterrupt], applying: list[str]
+        self,
+        run_id: str,
+        pending: list[PendingInterrupt],
+        applying: list[str],
+        *,
+        job_id: str | None = None,
     ) -> list[str]:
         """Records the interrupts the graph stopped on; returns the ids of new records.
 
@@ -86,9 +99,13 @@ class RunLedger:
             async with self.r.pipeline(transaction=True) as pipe:
                 await pipe.watch(k.run(run_id))
                 run = await pipe.hgetall(k.run(run_id))
-                if not run or run["status"] != "running":
+                if not owns(run, job_id):
                     return []
-                existing = await self.store.interrupt_hashes(run_id)
+                # watched before they are read: an expiry or answer landing now retries
+                ids = await pipe.zrange(k.run_interrupts(run_id), 0, -1)
+                if ids:
+                    await pipe.watch(*(k.interrupt(i) for i in ids))
+                existing = [h for h in [await pipe.hgetall(k.interrupt(i)) for i in ids] if h]
                 open_by_lg = {
                     h["lg_id"]: h
                     for h in existing
@@ -98,8 +115,6 @@ class RunLedger:
                 new = [p for p in pending if p.lg_id not in open_by_lg]
                 stale = [h for h in open_by_lg.values() if h["lg_id"] not in raised]
                 waiting = [h for h in open_by_lg.values() if h["lg_id"] in raised]
-                for h in stale:
-                    await pipe.watch(k.interrupt(h["id"]))
                 base_seq = await self.r.incrby(k.seq, max(len(new), 1)) - len(new)
                 ts = now_ms()
                 pipe.multi()
@@ -189,16 +204,20 @@ class RunLedger:
         output: Any = None,
         error: Any = None,
         applying: list[str],
+        job_id: str | None = None,
     ) -> bool:
-        """Records the run's end; False when it was cancelled meanwhile."""
+        """Records the run's end and closes any interrupt still pending; False when the
+        run was cancelled meanwhile, or a later attempt owns it."""
         k = self.keys
         while True:
             async with self.r.pipeline(transaction=True) as pipe:
                 await pipe.watch(k.run(run_id))
                 run = await pipe.hgetall(k.run(run_id))
-                if not run or run["status"] != "running":
+                if not owns(run, job_id):
                     return False
+                still_pending = await self.store.watch_pending(pipe, run_id)
                 pipe.multi()
+                await self.store.close_pending(pipe, run, still_pending)
                 for iid in applying:
                     pipe.hset(k.interrupt(iid), "applied", "1")
                 fields = {"applying": "[]"}

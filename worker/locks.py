@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 from collections.abc import AsyncIterator
 
@@ -11,9 +12,15 @@ import redis.asyncio as aioredis
 
 from broker.scripts import RELEASE_LOCK, RENEW_LOCK
 
+log = logging.getLogger("worker.locks")
+
 
 class LockBusy(Exception):
     """Another worker holds the thread; the job should retry later."""
+
+
+class LockLost(Exception):
+    """The lock could not be renewed in time; the attempt was stopped."""
 
 
 @contextlib.asynccontextmanager
@@ -23,6 +30,10 @@ async def thread_lock(
     """Holds ``key`` under a random token, renewing it while the body runs.
 
     If the holder dies the lock lapses after ``ttl_s``; waits up to ``wait_s`` for it.
+    If renewal fails until the lock would lapse, the body is cancelled (``LockLost``):
+    past that point another worker may take the thread. A body cancelled from outside
+    does not release the lock at once, since a synchronous node may still be running
+    in its thread; the lock lapses instead.
     """
     token = secrets.token_hex(16)
     ttl_ms = ttl_s * 1000
@@ -35,17 +46,42 @@ async def thread_lock(
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.2)
 
+    body = asyncio.current_task()
+    lost = False
+
     async def renew() -> None:
+        nonlocal lost
+        held_until = loop.time() + ttl_s
         while True:
             await asyncio.sleep(ttl_s / 3)
-            await r.eval(RENEW_LOCK, 1, key, token, ttl_ms)
+            try:
+                if await r.eval(RENEW_LOCK, 1, key, token, ttl_ms):
+                    held_until = loop.time() + ttl_s
+                    continue
+                reason = "taken over"
+            except Exception:
+                if loop.time() < held_until - 1:
+                    log.warning("could not renew %s; retrying", key, exc_info=True)
+                    continue
+                reason = "unrenewable"
+            lost = True
+            log.error("lock %s %s; stopping the attempt", key, reason)
+            if body is not None:
+                body.cancel()
+            return
 
     renewer = asyncio.create_task(renew())
+    release = True
     try:
         yield
+    except asyncio.CancelledError:
+        release = False  # cancelled from outside: leave the lock to lapse
+        if lost:
+            raise LockLost(key) from None
+        raise
     finally:
         renewer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewer
-        # shielded so a cancelled job still frees the thread at once
-        await asyncio.shield(r.eval(RELEASE_LOCK, 1, key, token))
+        await asyncio.gather(renewer, return_exceptions=True)
+        if release:
+            # compare-and-delete, shielded so a late cancel still frees the thread
+            await asyncio.shield(r.eval(RELEASE_LOCK, 1, key, token))

@@ -29,8 +29,8 @@ from broker.settings import Settings, get_settings
 from broker.store import Store
 from worker import deadlines, deliveries
 from worker.checkpointer import RedisCheckpointSaver
-from worker.locks import LockBusy
-from worker.runner import Runner
+from worker.locks import LockBusy, LockLost
+from worker.runner import AgentUnavailable, Runner
 
 log = logging.getLogger("worker")
 
@@ -38,10 +38,15 @@ log = logging.getLogger("worker")
 async def advance(ctx: dict[str, Any], run_id: str) -> str:
     """Job: move one run forward (start it, resume it, or recover it)."""
     runner: Runner = ctx["runner"]
+    settings: Settings = ctx["settings"]
+    last_try = ctx.get("job_try", 1) >= settings.job_max_tries
     try:
-        return await runner.advance(run_id, ctx["job_id"])
-    except LockBusy as exc:
+        return await runner.advance(run_id, ctx["job_id"], last_try=last_try)
+    except (LockBusy, LockLost) as exc:
         raise Retry(defer=1) from exc
+    except AgentUnavailable as exc:
+        # another worker may have the agent (a rolling deployment): let it take the job
+        raise Retry(defer=2) from exc
 
 
 async def startup(ctx: dict[str, Any]) -> None:

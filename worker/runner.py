@@ -14,8 +14,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+# the channel under which LangGraph stores resume values in a checkpoint's pending writes
+from langgraph._internal._constants import RESUME
 from langgraph.types import Command
+from redis.exceptions import RedisError
 
+from broker import errors
 from broker.codec import loads
 from broker.records import TERMINAL_RUN_STATUSES
 from broker.settings import Settings
@@ -28,6 +32,15 @@ from worker.stream import run_graph
 log = logging.getLogger("worker.runner")
 
 
+class AgentUnavailable(Exception):
+    """This worker has no graph for the run's agent; another worker may."""
+
+
+def _checkpoint_id(snapshot: Any) -> str:
+    cfg = snapshot.config or {}
+    return str(cfg.get("configurable", {}).get("checkpoint_id") or "")
+
+
 class Runner:
     def __init__(
         self, store: Store, graphs: dict[str, Any], saver: Any, settings: Settings
@@ -38,11 +51,15 @@ class Runner:
         self.settings = settings
         self._graphs = {aid: g.copy(update={"checkpointer": saver}) for aid, g in graphs.items()}
 
-    async def advance(self, run_id: str, job_id: str) -> str:
-        """Moves the run forward by one attempt; returns what it did."""
+    async def advance(self, run_id: str, job_id: str, *, last_try: bool = False) -> str:
+        """Moves the run forward by one attempt; returns what it did.
+
+        ``last_try``: arq will not deliver this job again, so a run this worker cannot
+        execute is failed rather than left for another worker.
+        """
         try:
             run = await self.store.run_hash(run_id)
-        except Exception:
+        except errors.RunNotFound:
             return "unknown-run"
         if run["status"] in TERMINAL_RUN_STATUSES:
             await self.store.r.zrem(self.store.keys.runs_due, run_id)
@@ -52,80 +69,85 @@ class Runner:
             self.store.r,
             self.store.keys.thread_lock(run["thread_id"]),
             ttl_s=s.thread_lock_ttl_s,
-            wait_s=s.job_timeout_s,
+            wait_s=s.thread_lock_wait_s,
         ):
-            return await self._advance_locked(run_id, job_id)
+            return await self._advance_locked(run_id, job_id, last_try)
 
-    async def _advance_locked(self, run_id: str, job_id: str) -> str:
+    async def _advance_locked(self, run_id: str, job_id: str, last_try: bool) -> str:
         run = await self.store.run_hash(run_id)
         status = run["status"]
         if status in TERMINAL_RUN_STATUSES:
             await self.store.r.zrem(self.store.keys.runs_due, run_id)
             return "finished"
+        answers = [h for h in await self.store.interrupt_hashes(run_id) if unapplied(h)]
+        if status == "interrupted" and not answers:
+            return "nothing-to-resume"  # a duplicate delivery, or an answer already applied
         graph = self._graphs.get(run["agent_id"])
-        config: dict[str, Any] = {
-            "configurable": {"thread_id": run["thread_id"]},
-            "metadata": {"run_id": run_id, "agent_id": run["agent_id"]},
-        }
         if graph is None:
-            # the API knows the agent but this worker does not: a deployment mismatch
+            # the API knows the agent but this worker does not (a rolling deployment)
+            if not last_try:
+                raise AgentUnavailable(run["agent_id"])
             if await self.ledger.begin(
                 run_id, expect=status, phase="start", base_checkpoint="", applying=[], job_id=job_id
             ):
                 await self._fail(
-                    run, f"agent {run['agent_id']!r} is not registered on the worker", []
+                    run, f"agent {run['agent_id']!r} is not registered on any worker", []
                 )
             return "failed"
-        current = await self._checkpoint_id(graph, config)
+        config: dict[str, Any] = {
+            "configurable": {"thread_id": run["thread_id"]},
+            "metadata": {"run_id": run_id, "agent_id": run["agent_id"]},
+        }
+        snapshot = await graph.aget_state(config)
+        current = _checkpoint_id(snapshot)
 
         if status == "queued":
             if hasattr(self.saver, "apersist_thread"):
                 await self.saver.apersist_thread(run["thread_id"])
             applying: list[str] = []
-            begun = await self.ledger.begin(
-                run_id,
-                expect="queued",
-                phase="start",
-                base_checkpoint=current,
-                applying=applying,
-                job_id=job_id,
-            )
+            phase, base, expect, action = "start", current, "queued", "started"
             command: Any = loads(run["input"])
-            action = "started"
         elif status == "interrupted":
-            answers = [h for h in await self.store.interrupt_hashes(run_id) if unapplied(h)]
-            if not answers:
-                return "nothing-to-resume"
             applying = [h["id"] for h in answers]
-            begun = await self.ledger.begin(
-                run_id,
-                expect="interrupted",
-                phase="resume",
-                base_checkpoint=current,
-                applying=applying,
-                job_id=job_id,
-            )
+            phase, base, expect, action = "resume", current, "interrupted", "resumed"
             command = self._resume_command(answers)
-            action = "resumed"
         elif status == "running":
+            # an earlier attempt died; what it left in the checkpoint says what to do
             applying = loads(run.get("applying")) or []
-            begun = await self.ledger.begin(
-                run_id,
-                expect="running",
-                phase=run.get("phase", "start"),
-                base_checkpoint=run.get("base_checkpoint", ""),
-                applying=applying,
-                job_id=job_id,
-            )
-            if current != run.get("base_checkpoint", ""):
-                command = None  # the earlier attempt got past its first checkpoint
-            elif run.get("phase") == "resume":
-                command = self._resume_command(await self.ledger.applying_answers(run))
+            phase, base = run.get("phase", "start"), run.get("base_checkpoint", "")
+            expect, action = "running", "recovered"
+            if int(run.get("attempts") or 0) >= self.settings.run_max_attempts:
+                if await self.ledger.begin(
+                    run_id,
+                    expect="running",
+                    phase=phase,
+                    base_checkpoint=base,
+                    applying=applying,
+                    job_id=job_id,
+                ):
+                    await self._fail(run, f"gave up after {run.get('attempts')} attempts", applying)
+                return "failed"
+            if current != base:
+                command = None  # it got past its first checkpoint: continue from there
+            elif phase == "resume":
+                # LangGraph stores the resume values before running the node: sending the
+                # map again would hand an answer to the node's next interrupt too
+                if await self._has_resume_writes(config):
+                    command = None
+                else:
+                    command = self._resume_command(await self.ledger.applying_answers(run))
             else:
                 command = loads(run["input"])
-            action = "recovered"
         else:
             return f"unexpected-status-{status}"
+        begun = await self.ledger.begin(
+            run_id,
+            expect=expect,
+            phase=phase,
+            base_checkpoint=base,
+            applying=applying,
+            job_id=job_id,
+        )
         if begun is None:
             return "superseded"
 
@@ -135,14 +157,16 @@ class Runner:
         try:
             if command is not None:
                 await run_graph(graph, command, config, publish)
-            else:
-                snapshot = await graph.aget_state(config)
-                if snapshot.next and not snapshot.interrupts:
-                    await run_graph(graph, None, config, publish)
+            elif snapshot.next and (
+                not snapshot.interrupts or await self._has_resume_writes(config)
+            ):
+                await run_graph(graph, None, config, publish)
             snapshot = await graph.aget_state(config)
+        except (RedisError, ConnectionError, TimeoutError):
+            raise  # infrastructure, not the graph: the job is retried, the run stays due
         except Exception as exc:
             log.exception("run %s failed", run_id)
-            await self._fail(run, f"{type(exc).__name__}: {exc}", applying)
+            await self._fail(run, f"{type(exc).__name__}: {exc}", applying, job_id)
             return "failed"
 
         if snapshot.interrupts:
@@ -150,31 +174,36 @@ class Runner:
                 PendingInterrupt(i.id, i.value, getattr(i, "response_schema", None))
                 for i in snapshot.interrupts
             ]
-            await self.ledger.record_interrupted(run_id, pending, applying)
+            await self.ledger.record_interrupted(run_id, pending, applying, job_id=job_id)
             return f"{action}-interrupted"
         if snapshot.next:
             await self._fail(
-                run, f"graph stopped before its end at {list(snapshot.next)}", applying
+                run, f"graph stopped before its end at {list(snapshot.next)}", applying, job_id
             )
             return "failed"
         await self.ledger.record_finished(
-            run_id, "succeeded", output=summarize(snapshot.values), applying=applying
+            run_id,
+            "succeeded",
+            output=summarize(snapshot.values),
+            applying=applying,
+            job_id=job_id,
         )
         await self._retain(run["thread_id"])
         return f"{action}-succeeded"
+
+    async def _has_resume_writes(self, config: dict[str, Any]) -> bool:
+        tup = await self.saver.aget_tuple(config)
+        return tup is not None and any(w[1] == RESUME for w in tup.pending_writes or [])
 
     @staticmethod
     def _resume_command(answers: list[dict[str, str]]) -> Command:
         return Command(resume={h["lg_id"]: loads(h["resolution"])["value"] for h in answers})
 
-    async def _checkpoint_id(self, graph: Any, config: dict[str, Any]) -> str:
-        snapshot = await graph.aget_state(config)
-        cfg = snapshot.config or {}
-        return str(cfg.get("configurable", {}).get("checkpoint_id") or "")
-
-    async def _fail(self, run: dict[str, str], message: str, applying: list[str]) -> None:
+    async def _fail(
+        self, run: dict[str, str], message: str, applying: list[str], job_id: str | None = None
+    ) -> None:
         await self.ledger.record_finished(
-            run["id"], "failed", error={"message": message}, applying=applying
+            run["id"], "failed", error={"message": message}, applying=applying, job_id=job_id
         )
         await self._retain(run["thread_id"])
 

@@ -31,11 +31,11 @@ from broker.agui.translate import Translator
 from broker.codec import dumps, iso, loads
 from broker.events import TERMINAL_EVENTS, EventHub, follow_run, last_id
 from broker.queue import abort_job, enqueue_advance
+from broker.schemas import check_answer
 from broker.settings import Settings
 from broker.store import Store
 from broker.threads import ThreadStates
 
-STOPS = TERMINAL_EVENTS | {"run.interrupted"}
 PROTOCOL_VERSION = "1.0"
 
 
@@ -104,7 +104,8 @@ class AguiSession:
     def _error(self, code: str, message: str) -> RunErrorEvent:
         return RunErrorEvent(type=EventType.RUN_ERROR, message=message, code=code)
 
-    async def events(self) -> AsyncIterator[BaseEvent]:
+    async def events(self) -> AsyncIterator[BaseEvent | None]:
+        """The AG-UI events of this request; None marks a quiet spell (send a keep-alive)."""
         try:
             active = await self.store.active_run(self.thread_id)
             if active and active["agent_id"] != self.agent_id:
@@ -156,8 +157,8 @@ class AguiSession:
         if cursor != "0":
             async for e in self._snapshots():
                 yield e
-        async for e in self._follow(run["id"], cursor):
-            yield e
+        async for maybe in self._follow(run["id"], cursor):
+            yield maybe
 
     # -- the three ways in ------------------------------------------------------------
     def _resume_request(self) -> list[tuple[str | None, str, Any]] | None:
@@ -220,16 +221,34 @@ class AguiSession:
             await self.store.cancel_run(active["id"])
             await abort_job(self.queue, (await self.store.run_hash(active["id"])).get("job_id"))
             return active, cursor
+        # every answer is checked before any is recorded, so a bad one changes nothing;
+        # the bad one still goes through the store, which refuses and audits it
         for h, _, value in chosen:
-            await self.store.resolve(
-                h["id"],
-                value,
-                resolved_by=self.principal.key_id or "agui",
-                channel="agui",
-                principal=self.principal,
-            )
-        await enqueue_advance(self.queue, self.store, active["id"], f"agui-{self.inp.run_id}")
+            try:
+                check_answer(loads(h["value"]), loads(h.get("response_schema")), value)
+            except errors.InvalidAnswer:
+                await self._resolve(h, value)
+                raise
+        accepted = 0
+        try:
+            for h, _, value in chosen:
+                await self._resolve(h, value)
+                accepted += 1
+        finally:
+            if accepted:
+                await enqueue_advance(
+                    self.queue, self.store, active["id"], f"agui-{self.inp.run_id}"
+                )
         return active, cursor
+
+    async def _resolve(self, h: dict[str, str], value: Any) -> None:
+        await self.store.resolve(
+            h["id"],
+            value,
+            resolved_by=self.principal.key_id or "agui",
+            channel="agui",
+            principal=self.principal,
+        )
 
     async def _start_run(self) -> dict[str, str] | None:
         """Starts a run with the client's new messages; None when it sent none."""
@@ -261,7 +280,7 @@ class AguiSession:
     async def _pending(self, run_id: str) -> list[dict[str, str]]:
         return [h for h in await self.store.interrupt_hashes(run_id) if h["status"] == "pending"]
 
-    async def _follow(self, run_id: str, cursor: str) -> AsyncIterator[BaseEvent]:
+    async def _follow(self, run_id: str, cursor: str) -> AsyncIterator[BaseEvent | None]:
         translator = Translator()
         async for item in follow_run(
             self.store.r,
@@ -269,20 +288,24 @@ class AguiSession:
             self._stream(run_id),
             run_id,
             cursor,
-            until=STOPS,
+            until=TERMINAL_EVENTS,
             queue_max=self.settings.subscriber_queue_max,
             heartbeat_s=self.settings.sse_heartbeat_s,
         ):
             if item is None:
+                yield None  # nothing happened for a while: the route sends a keep-alive
                 continue
             _, event = item
             for e in translator.feed(event):
                 yield e
             etype = event["type"]
             if etype == "run.interrupted":
+                run = await self.store.run_hash(run_id)
+                if run["status"] != "interrupted" or not await self._pending(run_id):
+                    # every question is already answered: the resume is on its way
+                    continue
                 for e in translator.close_all():
                     yield e
-                run = await self.store.run_hash(run_id)
                 async for e in self._paused(run):
                     yield e
                 return

@@ -60,7 +60,7 @@ async def run_agent(
 
     async def body() -> AsyncIterator[str]:
         async for event in session.events():
-            yield encoder.encode(event)
+            yield ": keep-alive\n\n" if event is None else encoder.encode(event)
 
     return StreamingResponse(
         body(),

@@ -155,7 +155,12 @@ async def ws(
     )
     sub = hub.subscribe(match, settings.subscriber_queue_max)
     receiver = asyncio.create_task(_drain_client(websocket))
-    last = "0-0"
+    # the position the client has seen: its cursor, or (live only) the stream's end when
+    # it subscribed, so an event the hub hands over late is neither lost nor repeated
+    if since and since != "$":
+        last = since if since != "0" else "0-0"
+    else:
+        last = await last_id(store.r, store.keys.events)
     try:
         if since and since != "$":
             oldest = await first_id(store.r, store.keys.events)
