@@ -134,11 +134,17 @@ async def _reconcile(ctx: dict[str, Any]) -> None:
             log.exception("reconciler pass failed")
 
 
-async def reconcile_once(store: Store, pool: Any) -> int:
+async def reconcile_once(store: Store, pool: Any, *, batch: int = 500) -> int:
+    """Queues a job for each overdue run that no worker holds; returns how many.
+
+    Each run looked at moves to the back of the due set (its score becomes now), so a
+    pass always reaches runs it has not seen lately, however many stay due for long.
+    """
     s = store.settings
     k = store.keys
-    cutoff = now_ms() - int(s.reconcile_grace_s * 1000)
-    due = await store.r.zrangebyscore(k.runs_due, "-inf", cutoff, 0, 500)
+    now = now_ms()
+    cutoff = now - int(s.reconcile_grace_s * 1000)
+    due = await store.r.zrangebyscore(k.runs_due, "-inf", cutoff, 0, batch)
     queued = 0
     bucket = cutoff // max(int(s.reconcile_grace_s * 1000), 1)
     for run_id in due:
@@ -146,8 +152,9 @@ async def reconcile_once(store: Store, pool: Any) -> int:
         if not run:
             await store.r.zrem(k.runs_due, run_id)
             continue
+        await store.r.zadd(k.runs_due, {run_id: now}, xx=True)
         if await store.r.exists(k.thread_lock(run["thread_id"])):
-            continue
+            continue  # a worker is on it
         job = await pool.enqueue_job("advance", run_id, _job_id=f"advance:{run_id}:rc{bucket}")
         if job is not None:
             queued += 1
