@@ -160,6 +160,10 @@ def _log_config(level: str, base: dict[str, Any] | None = None) -> dict[str, Any
         "formatter": "broker",
         "stream": "ext://sys.stderr",
     }
+    # credentials that ride in URLs (?api_key=, action link tokens) stay out of the logs
+    config.setdefault("filters", {})["redact"] = {"()": "broker.gate.RedactCredentials"}
+    for handler in config["handlers"].values():
+        handler["filters"] = [*handler.get("filters", []), "redact"]
     loggers = config.setdefault("loggers", {})
     for name in ("broker", "worker", "agent", "arq"):
         loggers[name] = {"handlers": ["broker"], "level": level.upper(), "propagate": False}

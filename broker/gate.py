@@ -8,6 +8,7 @@ endpoint is closed until it is listed as open. It binds the request's principal 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 from urllib.parse import parse_qs
@@ -22,6 +23,23 @@ OPEN_PREFIXES = ("/openapi.json", "/docs/", "/static/", "/links/")
 _QUERY_KEY_HTTP = re.compile(r"^/runs/[^/]+/events$")
 
 Scope = dict[str, Any]
+
+
+_CREDENTIAL_IN_PATH = re.compile(r"(api_key=)[^&\s]+|(/links/)[^/?\s]+")
+
+
+def redact(path: str) -> str:
+    """The path with API keys in the query and action link tokens replaced by ***."""
+    return _CREDENTIAL_IN_PATH.sub(lambda m: f"{m.group(1) or m.group(2)}***", path)
+
+
+class RedactCredentials(logging.Filter):
+    """Keeps ``?api_key=`` values and link tokens out of uvicorn's request logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
 
 
 def is_open(path: str) -> bool:

@@ -25,7 +25,7 @@ from broker import auth, secret
 from broker.settings import Settings
 from tests.conftest import _delete_prefix
 from tests.flow import next_interrupt, wait_status
-from tests.harness import Broker, broker_env
+from tests.harness import Broker, broker_env, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -490,3 +490,31 @@ def test_an_admin_key_cannot_be_limited_to_agents() -> None:
 def test_auth_off_is_explicit() -> None:
     assert auth.KeyRing.from_settings(Settings()).authenticate(None) is None
     assert auth.KeyRing.from_settings(Settings(auth="off")).authenticate(None) is auth.OPEN
+
+
+def test_keys_and_link_tokens_in_urls_stay_out_of_the_logs(secured: Broker, world: World) -> None:
+    key = KEYS["read"][0]
+    with (
+        httpx.Client(base_url=secured.url, timeout=30) as client,
+        client.stream("GET", f"/runs/{world.run_id}/events", params={"api_key": key}) as r,
+    ):
+        assert r.status_code == 200
+
+    async def ws() -> None:
+        url = secured.url.replace("http://", "ws://") + f"/ws?api_key={key}"
+        async with connect(url) as conn:
+            assert json.loads(await asyncio.wait_for(conn.recv(), 30))["type"] == "live"
+
+    asyncio.run(ws())
+    httpx.get(f"{secured.url}/links/v1.some-link-token.sig")
+    api = secured.api
+    assert api is not None
+
+    def logged() -> str | None:
+        out = api.output()
+        return out if out.count("api_key=***") >= 2 else None
+
+    log = wait_until(logged, "the SSE and WebSocket requests in the API's log")
+    assert key not in log
+    assert "some-link-token" not in log
+    assert "/links/***" in log
