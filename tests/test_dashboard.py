@@ -15,7 +15,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    Locator,
+    Page,
+    WebSocketRoute,
+    expect,
+    sync_playwright,
+)
 
 from tests.browser import (
     ARGS,
@@ -548,6 +555,41 @@ def test_polling_takes_over_when_websockets_are_refused(tab: Tab, client: httpx.
     expect(waiting).to_have_count(0)
     notice = page.locator(f'#closed-notices li[data-interrupt-id="{question["id"]}"]')
     expect(notice).to_contain_text("answered by bob")
+
+
+def test_a_dropped_websocket_resumes_after_the_last_event(tab: Tab, client: httpx.Client) -> None:
+    page = tab.page
+    routes: list[WebSocketRoute] = []
+    seen: list[list[str]] = []
+
+    def through(ws: WebSocketRoute) -> None:
+        ids: list[str] = []
+        routes.append(ws)
+        seen.append(ids)
+        server = ws.connect_to_server()
+
+        def to_page(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if "." in frame.get("type", ""):
+                ids.append(frame["id"])
+            ws.send(message)
+
+        server.on_message(to_page)
+
+    page.route_web_socket("**/ws**", through)
+    page.goto("/")
+    expect(page.locator("#live")).to_have_text("Live")
+    first = start(client, "naming", HI)
+    expect(card(page, first["run_id"], "approval")).to_have_count(1)
+    assert "after=" not in routes[0].url
+
+    with page.expect_websocket() as reconnect:
+        routes[0].close(code=1011)
+    # every frame that reached the page passed through the first route
+    assert f"after={seen[0][-1]}" in reconnect.value.url
+    expect(page.locator("#live")).to_have_text("Live")
+    second = start(client, "naming", HI)
+    expect(card(page, second["run_id"], "approval")).to_have_count(1)
 
 
 KEY = "dashboard-test-key-" + uuid.uuid4().hex
