@@ -202,6 +202,25 @@ def test_naming_run_started_and_answered_from_the_page(tab: Tab, client: httpx.C
     assert client.get(f"/runs/{run_id}").json()["status"] == "succeeded"
 
 
+def test_a_run_started_with_json_input_shows_its_error(tab: Tab) -> None:
+    page = tab.page
+    page.goto("/#/runs")
+    form = page.locator("#start-form")
+    form.get_by_label("Agent").select_option("failing")
+    form.get_by_text("More: thread, or the whole input as JSON").click()
+    form.get_by_label("Input JSON (replaces the message when filled)").fill("{oops")
+    form.get_by_role("button", name="Start run").click()
+    expect(form.locator("[data-error]")).to_contain_text("The input is not valid JSON")
+    form.get_by_label("Input JSON (replaces the message when filled)").fill('{"answer": 1}')
+    form.get_by_role("button", name="Start run").click()
+    expect(page).to_have_url(re.compile(r"#/runs/[0-9a-f-]+$"))
+    expect(page.locator("#run-facts .status")).to_have_text("failed")
+    expect(page.locator("#run-error")).to_contain_text("the node failed on purpose")
+    expect(page.locator("#run-timeline li[data-type='run.failed']")).to_have_count(1)
+    page.locator("#run-facts summary", has_text="Input").click()
+    expect(page.locator("#run-facts pre")).to_contain_text('"answer": 1')
+
+
 def test_scheduling_slot_chosen_in_the_inbox(tab: Tab, client: httpx.Client) -> None:
     text = "Book a call with Alice about the Q3 roadmap"
     run = start(client, "scheduling", {"messages": [{"role": "user", "content": text}]})

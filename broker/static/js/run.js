@@ -58,7 +58,7 @@ export class RunDetail {
 
   later(name, fn) {
     clearTimeout(this.timers[name]);
-    this.timers[name] = setTimeout(fn, 150);
+    this.timers[name] = setTimeout(() => Promise.resolve(fn()).catch(() => {}), 150);
   }
 
   onEvent(event) {

@@ -24,7 +24,7 @@ export class Runs {
     this.visible = false;
     this.form.addEventListener("submit", (e) => this.start(e));
     this.form.elements.agent_id.addEventListener("change", () => this.pickAgent());
-    this.status.addEventListener("change", () => this.refresh());
+    this.status.addEventListener("change", () => this.refresh().catch(() => {}));
   }
 
   setAgents(agents) {
@@ -78,13 +78,13 @@ export class Runs {
 
   show(visible) {
     this.visible = visible;
-    if (visible) this.refresh();
+    if (visible) this.refresh().catch(() => {});
   }
 
   onEvent(event) {
     if (!this.visible || !event.type?.startsWith("run.")) return;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.refresh(), 200);
+    this.timer = setTimeout(() => this.refresh().catch(() => {}), 200);
   }
 
   async poll() {
