@@ -103,7 +103,9 @@ export class Inbox {
     if (event.type === "interrupt.created") {
       if (this.items.has(id) || this.gone.has(id)) return;
       try {
-        this.add(await get(`/interrupts/${encodeURIComponent(id)}`));
+        const record = await get(`/interrupts/${encodeURIComponent(id)}`);
+        // it may have closed while it was being read
+        if (!this.gone.has(id)) this.add(record);
       } catch {
         // gone already, or not visible to this key
       }
