@@ -263,6 +263,7 @@ def _dev(args: argparse.Namespace) -> int:
             pids += f" valkey-server={server_pid}"
         print(
             "\nbroker dev is running\n"
+            f"  Inbox   {base}/  (the dashboard)\n"
             f"  API     {base}\n"
             f"  Docs    {base}/docs\n"
             f"  Redis   {_redacted(redis_url)}  ({redis_note})\n"
