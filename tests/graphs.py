@@ -168,3 +168,5 @@ expiring = _asks(
     }
 )
 expiring_fail = _asks({"type": "approval", "content": "answer or fail", "expires_in": 1})
+# a deadline far enough away that a page shows the question first; a test moves it
+expiring_later = _asks({"type": "approval", "content": "answer or fail", "expires_in": 3600})

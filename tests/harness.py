@@ -22,7 +22,8 @@ TEST_AGENTS = (
     "gated=tests.graphs:gated,fanout=tests.graphs:fanout,"
     "copilot=examples.copilotkit_agent:graph,"
     "typed=tests.graphs:typed,declared=tests.graphs:declared,"
-    "expiring=tests.graphs:expiring,expiring_fail=tests.graphs:expiring_fail"
+    "expiring=tests.graphs:expiring,expiring_fail=tests.graphs:expiring_fail,"
+    "expiring_later=tests.graphs:expiring_later"
 )
 DEADLINE_S = 60.0
 
