@@ -351,3 +351,40 @@ def test_agui_needs_a_key_with_the_right_scopes(secured: Broker) -> None:
     )
     assert r.json()["resolution"]["resolved_by"] == "resolver"
     assert r.json()["resolution"]["channel"] == "agui"
+
+
+def test_copilotkit_graph_through_the_real_client_continues_after_a_rest_answer(
+    broker: Broker, api: httpx.Client, node_client: Path
+) -> None:
+    thread = str(uuid.uuid4())
+    env = {**os.environ, "BASE": broker.url, "THREAD_ID": thread}
+
+    def client(mode: str) -> dict[str, Any]:
+        proc = subprocess.run(
+            ["node", "copilot.mjs", mode],
+            cwd=node_client,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert proc.returncode == 0, proc.stderr
+        out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert out["errors"] == []
+        return out
+
+    asked = client("ask")
+    [custom] = asked["custom"]
+    assert custom["name"] == "on_interrupt"
+    question = json.loads(custom["value"])
+    assert question["attendee"] == "Alice" and len(question["slots"]) == 4
+
+    [pending] = api.get("/interrupts", params={"thread_id": thread}).json()["items"]
+    slot = question["slots"][3]
+    answer(api, pending["id"], {"chosen_time": slot["iso"], "chosen_label": slot["label"]})
+    wait_status(api, pending["run_id"], "succeeded")
+
+    followed = client("follow")
+    assert followed["custom"] == []  # not the stale question
+    assert followed["types"][-1] == "RUN_FINISHED"
+    assert any(f"Meeting scheduled for {slot['label']}" in t for t in followed["texts"])
