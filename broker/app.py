@@ -19,7 +19,7 @@ from broker import links as action_links
 from broker.events import EventHub
 from broker.gate import AuthGate
 from broker.keys import Keys
-from broker.routes import admin, agents, agui, health, interrupts, links, runs, stream, ui
+from broker.routes import admin, agents, agui, health, interrupts, links, metrics, runs, stream, ui
 from broker.settings import Settings, get_settings
 from broker.store import Store
 from broker.threads import ThreadStates
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Durable, shared LangGraph interrupts, answerable from anywhere.",
         lifespan=lifespan,
     )
-    for module in (agents, runs, interrupts, stream, agui, links, admin, health, ui):
+    for module in (agents, runs, interrupts, stream, agui, links, admin, health, ui, metrics):
         app.include_router(module.router)
     app.mount("/static", ui.assets, name="static")
     app.state.webhook_config = webhook_config

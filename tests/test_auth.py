@@ -231,6 +231,13 @@ ENDPOINTS: list[tuple[str, str, str, Any, dict[str, int]]] = [
         {"none": 200, "wrong": 200, "read": 200, "resolve": 200, "other": 200, "admin": 200},
     ),
     (
+        "metrics",
+        "GET",
+        "/metrics",
+        None,
+        {"none": 401, "wrong": 401, "read": 200, "resolve": 403, "other": 403, "admin": 200},
+    ),
+    (
         "liveness",
         "GET",
         "/healthz",
