@@ -276,7 +276,7 @@ def _dev(args: argparse.Namespace) -> int:
             time.sleep(POLL_S)
         if signals.count:
             print("broker dev: stopping", file=sys.stderr, flush=True)
-        return _exit_code(watched, signals)
+        return _exit_code(watched, signals, server, server_pid if server else None)
     finally:
         # The API and the worker stop before the server they write to.
         _stop(children, signals)
@@ -315,6 +315,16 @@ def _wait_ready(url: str, watched: list[_Child], signals: _Signals) -> bool:
     return False
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _first_exited(children: list[_Child]) -> _Child | None:
     for child in children:
         if child.process.poll() is not None:
@@ -322,15 +332,20 @@ def _first_exited(children: list[_Child]) -> _Child | None:
     return None
 
 
-def _exit_code(watched: list[_Child], signals: _Signals) -> int:
+def _exit_code(
+    watched: list[_Child],
+    signals: _Signals,
+    server: _Child | None = None,
+    server_pid: int | None = None,
+) -> int:
     exited = _first_exited(watched)
     if exited is None or signals.count:
         return 0
-    print(
-        f"broker dev: {exited.name} exited with code {exited.process.returncode}; stopping",
-        file=sys.stderr,
-        flush=True,
-    )
+    how = f"with code {exited.process.returncode}"
+    if server is not None and server_pid is not None and not _pid_alive(server_pid):
+        # a dead Redis takes the API or worker down with it: name the cause
+        exited, how = server, f"(valkey-server {server_pid} is gone)"
+    print(f"broker dev: {exited.name} exited {how}; stopping", file=sys.stderr, flush=True)
     return 1
 
 
