@@ -12,12 +12,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-import redis
 import redis.asyncio as aioredis
 
 from broker.keys import Keys
 from broker.settings import Settings
-from tests.harness import Broker
+from tests.harness import Broker, delete_prefix
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +40,7 @@ def prefix(redis_url: str) -> Iterator[str]:
     """A key prefix unique to this test; every key under it is removed afterwards."""
     p = f"ibt{uuid.uuid4().hex[:10]}"
     yield p
-    _delete_prefix(redis_url, p)
+    delete_prefix(redis_url, p)
 
 
 @pytest.fixture
@@ -63,29 +62,12 @@ async def aredis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
         await client.aclose()
 
 
-def _delete_prefix(redis_url: str, p: str) -> None:
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{p}:*", count=1000))
-        for i in range(0, len(keys), 500):
-            client.delete(*keys[i : i + 500])
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="module")
 def broker(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """A real API process and one real worker process for this test module."""
     p = f"ibt{uuid.uuid4().hex[:10]}"
-    b = Broker(redis_url, p, tmp_path_factory.mktemp("broker"))
-    try:
-        b.start_worker()
-        b.start_api()
-        b.wait_ready()
+    with Broker(redis_url, p, tmp_path_factory.mktemp("broker")).serving() as b:
         yield b
-    finally:
-        b.stop()
-        _delete_prefix(redis_url, p)
 
 
 @pytest.fixture

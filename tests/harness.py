@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_AGENTS = (
@@ -109,11 +111,34 @@ class Broker:
     def wait_ready(self) -> None:
         wait_until(lambda: _get(self.url + "/readyz") == 200, "a worker heartbeat", self.api)
 
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[Broker]:
+        """A worker and the API, ready; afterwards stopped and their keys deleted."""
+        try:
+            self.start_worker()
+            self.start_api()
+            self.wait_ready()
+            yield self
+        finally:
+            self.stop()
+            delete_prefix(self.env["REDIS_URL"], self.env["BROKER_KEY_PREFIX"])
+
     def stop(self) -> None:
         for w in self.workers:
             w.stop()
         if self.api:
             self.api.stop()
+
+
+def delete_prefix(redis_url: str, prefix: str) -> None:
+    """Deletes every key under ``prefix``."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])
+    finally:
+        client.close()
 
 
 def _get(url: str) -> int:

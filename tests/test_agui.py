@@ -306,9 +306,9 @@ def secured(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield b
     finally:
         b.stop()
-        from tests.conftest import _delete_prefix
+        from tests.harness import delete_prefix
 
-        _delete_prefix(redis_url, prefix)
+        delete_prefix(redis_url, prefix)
 
 
 def _agui_status(b: Broker, key: str | None, body: dict[str, Any]) -> tuple[int, Any]:

@@ -23,9 +23,8 @@ from websockets.asyncio.client import connect
 
 from broker import auth, secret
 from broker.settings import Settings
-from tests.conftest import _delete_prefix
 from tests.flow import next_interrupt, wait_status
-from tests.harness import Broker, broker_env, wait_until
+from tests.harness import Broker, broker_env, delete_prefix, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +78,7 @@ def secured(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield b
     finally:
         b.stop()
-        _delete_prefix(redis_url, p)
+        delete_prefix(redis_url, p)
 
 
 @pytest.fixture(scope="module")

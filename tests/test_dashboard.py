@@ -37,7 +37,6 @@ from tests.browser import (
     screenshot,
     silence_websocket,
 )
-from tests.conftest import _delete_prefix
 from tests.flow import answer, next_interrupt, start, wait_status
 from tests.harness import TEST_AGENTS, Broker, wait_until
 
@@ -57,14 +56,8 @@ def dash(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[B
     """An API and a worker serving the test agents and the dashboard's own."""
     prefix = f"ibt{uuid.uuid4().hex[:10]}"
     b = Broker(redis_url, prefix, tmp_path_factory.mktemp("dash"), BROKER_AGENTS=DASHBOARD_AGENTS)
-    try:
-        b.start_worker()
-        b.start_api()
-        b.wait_ready()
+    with b.serving():
         yield b
-    finally:
-        b.stop()
-        _delete_prefix(redis_url, prefix)
 
 
 @pytest.fixture
@@ -643,14 +636,8 @@ def locked(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         BROKER_AUTH="on",
         BROKER_API_KEYS=json.dumps(keys),
     )
-    try:
-        b.start_worker()
-        b.start_api()
-        b.wait_ready()
+    with b.serving():
         yield b
-    finally:
-        b.stop()
-        _delete_prefix(redis_url, prefix)
 
 
 def test_api_key_is_asked_once_and_kept_for_the_tab(

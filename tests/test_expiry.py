@@ -21,7 +21,6 @@ from broker import expiry
 from broker.codec import loads
 from broker.settings import Settings
 from broker.store import PendingInterrupt, Store
-from tests.conftest import _delete_prefix
 from tests.flow import next_interrupt, start, wait_status
 from tests.graphs import EXPIRY_DEFAULT
 from tests.harness import Broker
@@ -43,14 +42,8 @@ def timed(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         BROKER_EXPIRY=json.dumps(RULES),
         BROKER_EXPIRY_INTERVAL_S="0.05",
     )
-    try:
-        b.start_worker()
-        b.start_api()
-        b.wait_ready()
+    with b.serving():
         yield b
-    finally:
-        b.stop()
-        _delete_prefix(redis_url, p)
 
 
 @pytest.fixture

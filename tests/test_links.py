@@ -18,7 +18,6 @@ import redis
 from broker import auth, links, signing
 from broker.codec import now_ms
 from broker.settings import Settings
-from tests.conftest import _delete_prefix
 from tests.flow import next_interrupt, start, wait_status
 from tests.harness import Broker, wait_until
 from tests.receiver import Receiver, running
@@ -62,14 +61,8 @@ def linked(
         BROKER_WEBHOOK_ALLOW_PRIVATE="1",
     )
     b.env["BROKER_PUBLIC_URL"] = b.url
-    try:
-        b.start_worker()
-        b.start_api()
-        b.wait_ready()
+    with b.serving():
         yield b
-    finally:
-        b.stop()
-        _delete_prefix(redis_url, p)
 
 
 @pytest.fixture

@@ -22,9 +22,8 @@ import redis
 
 from broker.settings import Settings
 from broker.store import Store
-from tests.conftest import _delete_prefix
 from tests.flow import next_interrupt, pending, run_state, start, wait_status
-from tests.harness import Broker, free_port, wait_until
+from tests.harness import Broker, delete_prefix, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -249,5 +248,5 @@ def test_nothing_is_lost_across_a_redis_crash_with_aof(
             assert run_state(api, waiting["run_id"])["pending_interrupts"] == [still_pending["id"]]
     finally:
         server.stop()
-        _delete_prefix(server.url, prefix) if server.proc and server.proc.poll() is None else None
+        delete_prefix(server.url, prefix) if server.proc and server.proc.poll() is None else None
     time.sleep(0)

@@ -22,9 +22,8 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from broker import netguard, signing, webhooks
 from broker.settings import Settings
 from broker.store import Store
-from tests.conftest import _delete_prefix
 from tests.flow import next_interrupt, start, wait_status
-from tests.harness import Broker, wait_until
+from tests.harness import Broker, delete_prefix, wait_until
 from tests.receiver import Receiver, running
 from worker import deliveries
 from worker.deliveries import backoff_s
@@ -64,14 +63,8 @@ def hooked(
         BROKER_LINK_SECRET=signing.new_secret(),
         BROKER_PUBLIC_URL="https://broker.example.test",
     )
-    try:
-        b.start_worker()
-        b.start_api()
-        b.wait_ready()
+    with b.serving():
         yield b
-    finally:
-        b.stop()
-        _delete_prefix(redis_url, p)
 
 
 @pytest.fixture
@@ -252,7 +245,7 @@ def guarded(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield b
     finally:
         b.stop()
-        _delete_prefix(redis_url, p)
+        delete_prefix(redis_url, p)
 
 
 UNSAFE = [
