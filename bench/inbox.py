@@ -20,8 +20,8 @@ import httpx
 import redis.asyncio as aioredis
 
 from bench._common import HEADER, redis_url, row
-from broker.settings import Settings
-from broker.store import PendingInterrupt, Store
+from broker.core.settings import Settings
+from broker.core.store import PendingInterrupt, Store
 from tests.harness import Broker
 from worker.ledger import RunLedger
 

@@ -24,10 +24,10 @@ from langgraph.types import Command
 
 from bench._common import HEADER, redis_url, row
 from bench.graphs import loop
-from broker.codec import loads
-from broker.keys import Keys
+from broker.core.codec import loads
+from broker.core.keys import Keys
+from broker.core.saver import RedisCheckpointSaver
 from tests.harness import Broker
-from worker.checkpointer import RedisCheckpointSaver
 
 
 async def floor(url: str, cycles: int) -> list[float]:

@@ -24,9 +24,9 @@ from langgraph.types import Command
 from bench._common import redis_url
 from bench.graphs import loop
 from bench.latency import _next_event
-from broker.keys import Keys
+from broker.core.keys import Keys
+from broker.core.saver import RedisCheckpointSaver
 from tests.harness import Broker
-from worker.checkpointer import RedisCheckpointSaver
 
 
 async def floor(url: str, runs: int, cycles: int) -> float:

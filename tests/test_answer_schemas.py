@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis
 
-from broker import errors, schemas
+from broker.core import errors, schemas
 from tests.flow import next_interrupt, start, wait_status
 from tests.graphs import PROFILE_SCHEMA
 from tests.harness import Broker

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from broker import audit, auth, errors
-from broker.settings import Settings
-from broker.store import PendingInterrupt, Store
+from broker.core import audit, auth, errors
+from broker.core.settings import Settings
+from broker.core.store import PendingInterrupt, Store
 from worker.ledger import RunLedger
 
 READER = auth.Principal(key_id="dash", scopes=frozenset({auth.READ}))

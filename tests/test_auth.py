@@ -21,8 +21,8 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from broker import auth, secret
-from broker.settings import Settings
+from broker.core import auth, secret
+from broker.core.settings import Settings
 from tests.flow import next_interrupt, wait_status
 from tests.harness import Broker, broker_env, delete_prefix, wait_until
 

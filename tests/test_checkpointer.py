@@ -24,8 +24,8 @@ from langgraph.checkpoint.serde.types import INTERRUPT
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
-from broker.keys import Keys
-from worker.checkpointer import RedisCheckpointSaver
+from broker.core.keys import Keys
+from broker.core.saver import RedisCheckpointSaver
 
 Spec = Callable[[BaseCheckpointSaver], Coroutine[Any, Any, None]]
 

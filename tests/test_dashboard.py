@@ -26,7 +26,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from broker.keys import Keys
+from broker.core.keys import Keys
 from tests.browser import (
     ARGS,
     CHROMIUM,

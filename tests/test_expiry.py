@@ -17,10 +17,10 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from broker import expiry
-from broker.codec import loads
-from broker.settings import Settings
-from broker.store import PendingInterrupt, Store
+from broker.core import expiry
+from broker.core.codec import loads
+from broker.core.settings import Settings
+from broker.core.store import PendingInterrupt, Store
 from tests.flow import next_interrupt, start, wait_status
 from tests.graphs import EXPIRY_DEFAULT
 from tests.harness import Broker

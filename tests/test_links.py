@@ -15,9 +15,9 @@ import httpx
 import pytest
 import redis
 
-from broker import auth, links, signing
-from broker.codec import now_ms
-from broker.settings import Settings
+from broker.core import auth, links, signing
+from broker.core.codec import now_ms
+from broker.core.settings import Settings
 from tests.flow import next_interrupt, start, wait_status
 from tests.harness import Broker, wait_until
 from tests.receiver import Receiver, running

@@ -13,9 +13,9 @@ import redis
 import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 
-from broker.keys import Keys
-from broker.settings import Settings
-from broker.store import Store
+from broker.core.keys import Keys
+from broker.core.settings import Settings
+from broker.core.store import Store
 from tests.flow import next_interrupt, start, wait_status
 from tests.harness import Broker
 

@@ -20,8 +20,8 @@ import httpx
 import pytest
 import redis
 
-from broker.settings import Settings
-from broker.store import Store
+from broker.core.settings import Settings
+from broker.core.store import Store
 from tests.flow import next_interrupt, pending, run_state, start, wait_status
 from tests.harness import Broker, delete_prefix, free_port, wait_until
 

@@ -17,12 +17,12 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from broker import errors
-from broker.events import EventHub, follow_run
-from broker.keys import Keys
-from broker.settings import Settings
-from broker.store import Store
-from worker.checkpointer import RedisCheckpointSaver
+from broker.api.events import EventHub, follow_run
+from broker.core import errors
+from broker.core.keys import Keys
+from broker.core.saver import RedisCheckpointSaver
+from broker.core.settings import Settings
+from broker.core.store import Store
 from worker.locks import LockLost, thread_lock
 from worker.runner import Runner
 

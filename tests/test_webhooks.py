@@ -19,9 +19,9 @@ import redis.asyncio as aioredis
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from broker import netguard, signing, webhooks
-from broker.settings import Settings
-from broker.store import Store
+from broker.core import netguard, signing, webhooks
+from broker.core.settings import Settings
+from broker.core.store import Store
 from tests.flow import next_interrupt, start, wait_status
 from tests.harness import Broker, delete_prefix, wait_until
 from tests.receiver import Receiver, running

@@ -13,10 +13,10 @@ from typing import Any
 
 from arq.constants import abort_jobs_ss
 
-from broker import errors, expiry
-from broker.codec import now_ms
-from broker.queue import enqueue_advance
-from broker.store import Store
+from broker.core import errors, expiry
+from broker.core.codec import now_ms
+from broker.core.jobs import enqueue_advance
+from broker.core.store import Store
 
 log = logging.getLogger("worker.deadlines")
 

@@ -22,9 +22,9 @@ import httpx
 from arq import Retry
 from redis.exceptions import ResponseError
 
-from broker import netguard, signing, webhooks
-from broker.codec import dumps, iso, loads, now_ms
-from broker.store import Store
+from broker.core import netguard, signing, webhooks
+from broker.core.codec import dumps, iso, loads, now_ms
+from broker.core.store import Store
 
 log = logging.getLogger("worker.deliveries")
 

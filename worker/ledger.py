@@ -11,11 +11,11 @@ from typing import Any
 
 from redis.exceptions import WatchError
 
-from broker import expiry
-from broker.codec import dumps, loads, now_ms
-from broker.records import interrupt_type
-from broker.schemas import declared_schema
-from broker.store import PendingInterrupt, Store
+from broker.core import expiry
+from broker.core.codec import dumps, loads, now_ms
+from broker.core.records import interrupt_type
+from broker.core.schemas import declared_schema
+from broker.core.store import PendingInterrupt, Store
 
 
 def owns(run: dict[str, str], job_id: str | None) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 
-from broker.scripts import RELEASE_LOCK, RENEW_LOCK
+from broker.core.scripts import RELEASE_LOCK, RENEW_LOCK
 
 log = logging.getLogger("worker.locks")
 

@@ -22,13 +22,13 @@ from arq.connections import RedisSettings, create_pool, log_redis_info
 from arq.worker import func
 
 from agent.registry import load_registry
-from broker import expiry, links, webhooks
-from broker.codec import now_ms
-from broker.keys import Keys
-from broker.settings import Settings, get_settings
-from broker.store import Store
+from broker.core import expiry, links, webhooks
+from broker.core.codec import now_ms
+from broker.core.keys import Keys
+from broker.core.saver import RedisCheckpointSaver
+from broker.core.settings import Settings, get_settings
+from broker.core.store import Store
 from worker import deadlines, deliveries
-from worker.checkpointer import RedisCheckpointSaver
 from worker.locks import LockBusy, LockLost
 from worker.runner import AgentUnavailable, Runner
 

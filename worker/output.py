@@ -6,7 +6,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
-from broker.codec import dumps, loads
+from broker.core.codec import dumps, loads
 
 MAX_MESSAGES = 50
 

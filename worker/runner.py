@@ -19,11 +19,11 @@ from langgraph._internal._constants import RESUME
 from langgraph.types import Command
 from redis.exceptions import RedisError
 
-from broker import errors
-from broker.codec import loads
-from broker.records import TERMINAL_RUN_STATUSES
-from broker.settings import Settings
-from broker.store import PendingInterrupt, Store
+from broker.core import errors
+from broker.core.codec import loads
+from broker.core.records import TERMINAL_RUN_STATUSES
+from broker.core.settings import Settings
+from broker.core.store import PendingInterrupt, Store
 from worker.ledger import RunLedger, unapplied
 from worker.locks import thread_lock
 from worker.output import summarize

@@ -1,6 +1,0 @@
-"""AG-UI: the protocol CopilotKit speaks, on top of the broker's runs and interrupts."""
-
-from broker.agui.messages import new_input_messages, to_agui_messages
-from broker.agui.translate import Translator
-
-__all__ = ["Translator", "new_input_messages", "to_agui_messages"]

@@ -1,0 +1,1 @@
+"""The HTTP process: the FastAPI app, its routes, AG-UI and the dashboard."""

@@ -1,0 +1,381 @@
+"""One AG-UI request: start a run, resume one, or show where the thread stands.
+
+Every answer goes through ``Store.resolve`` (channel ``agui``), the same path as REST,
+so it is validated, recorded and applied exactly once. Unlike a graph driven in-process,
+a resume that names nothing pending is refused with RUN_ERROR rather than silently
+starting the graph over.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ag_ui.core import (
+    BaseEvent,
+    CustomEvent,
+    EventType,
+    MessagesSnapshotEvent,
+    RunAgentInput,
+    RunErrorEvent,
+    RunFinishedEvent,
+    RunStartedEvent,
+    StateSnapshotEvent,
+)
+from arq.connections import ArqRedis
+
+from broker.api.agui.messages import new_input_messages, to_agui_messages
+from broker.api.agui.translate import Translator
+from broker.api.events import TERMINAL_EVENTS, EventHub, follow_run, last_id
+from broker.api.threads import ThreadStates
+from broker.core import auth, errors
+from broker.core.codec import dumps, iso, loads
+from broker.core.jobs import abort_job, enqueue_advance
+from broker.core.schemas import check_answer
+from broker.core.settings import Settings
+from broker.core.store import Store
+
+PROTOCOL_VERSION = "1.0"
+
+
+def is_resume(inp: RunAgentInput) -> bool:
+    """Whether the request answers interrupts (resume[] or forwardedProps.command.resume)."""
+    if inp.resume:
+        return True
+    fp = inp.forwarded_props
+    command = fp.get("command") if isinstance(fp, dict) else None
+    return isinstance(command, dict) and command.get("resume") is not None
+
+
+class AguiError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class AguiSession:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        hub: EventHub,
+        queue: ArqRedis,
+        threads: ThreadStates,
+        settings: Settings,
+        agent_id: str,
+        inp: RunAgentInput,
+        principal: auth.Principal,
+    ) -> None:
+        self.store = store
+        self.hub = hub
+        self.queue = queue
+        self.threads = threads
+        self.settings = settings
+        self.agent_id = agent_id
+        self.inp = inp
+        self.principal = principal
+        self.thread_id = inp.thread_id
+        fp = inp.forwarded_props if isinstance(inp.forwarded_props, dict) else {}
+        flag = fp.get("interruptOutcome")
+        self.outcome = flag if isinstance(flag, bool) else settings.agui_interrupt_outcome
+
+    def _started(self, broker_run_id: str | None) -> RunStartedEvent:
+        meta = {"broker_run_id": broker_run_id} if broker_run_id else None
+        return RunStartedEvent(
+            type=EventType.RUN_STARTED,
+            thread_id=self.thread_id,
+            run_id=self.inp.run_id,
+            protocol_version=PROTOCOL_VERSION,
+            metadata=meta,
+        )
+
+    def _finished(self, outcome: dict[str, Any] | None) -> RunFinishedEvent:
+        body: dict[str, Any] = {
+            "type": EventType.RUN_FINISHED,
+            "threadId": self.thread_id,
+            "runId": self.inp.run_id,
+        }
+        if outcome is not None:
+            body["outcome"] = outcome
+        return RunFinishedEvent.model_validate(body)
+
+    def _error(self, code: str, message: str) -> RunErrorEvent:
+        return RunErrorEvent(type=EventType.RUN_ERROR, message=message, code=code)
+
+    async def events(self) -> AsyncIterator[BaseEvent | None]:
+        """The AG-UI events of this request; None marks a quiet spell (send a keep-alive)."""
+        try:
+            active = await self.store.active_run(self.thread_id)
+            if active and active["agent_id"] != self.agent_id:
+                other = (
+                    f"agent {active['agent_id']}"
+                    if self.principal.sees(active["agent_id"])
+                    else "another agent"
+                )
+                raise AguiError(
+                    "thread_busy", f"thread {self.thread_id} has an active run of {other}"
+                )
+            answers = self._resume_request()
+            if answers is not None:
+                run, cursor = await self._resume(active, answers)
+            elif active is not None:
+                run, cursor = active, await last_id(self.store.r, self._stream(active["id"]))
+                # re-read after taking the cursor: any later change has a later event id
+                run = await self.store.run_hash(active["id"])
+                if run["status"] == "interrupted" and await self._pending(run["id"]):
+                    yield self._started(run["id"])
+                    async for e in self._paused(run):
+                        yield e
+                    return
+                if run["status"] in ("succeeded", "failed", "cancelled"):
+                    yield self._started(run["id"])
+                    async for e in self._finish(run["id"], run["status"], None):
+                        yield e
+                    return
+            else:
+                started = await self._start_run()
+                if started is None:
+                    # nothing new to say on a thread at rest: show where it stands
+                    yield self._started(None)
+                    async for e in self._snapshots():
+                        yield e
+                    yield self._finished({"type": "success"})
+                    return
+                run, cursor = started, "0"
+        except AguiError as exc:
+            yield self._started(None)
+            yield self._error(exc.code, exc.message)
+            return
+        except errors.BrokerError as exc:
+            yield self._started(None)
+            yield self._error(exc.code, exc.message)
+            return
+
+        yield self._started(run["id"])
+        if cursor != "0":
+            async for e in self._snapshots():
+                yield e
+        async for maybe in self._follow(run["id"], cursor):
+            yield maybe
+
+    # -- the three ways in ------------------------------------------------------------
+    def _resume_request(self) -> list[tuple[str | None, str, Any]] | None:
+        """(interrupt id or None for "the one pending", status, value) entries, or None."""
+        if self.inp.resume:
+            return [(r.interrupt_id, r.status, r.payload) for r in self.inp.resume]
+        fp = self.inp.forwarded_props
+        if isinstance(fp, dict):
+            command = fp.get("command")
+            if isinstance(command, dict) and command.get("resume") is not None:
+                value = command["resume"]
+                if isinstance(value, str):
+                    # CopilotKit sends the answer JSON-encoded
+                    try:
+                        value = json.loads(value)
+                    except ValueError:
+                        pass
+                return [(None, "resolved", value)]
+        return None
+
+    async def _resume(
+        self, active: dict[str, str] | None, answers: list[tuple[str | None, str, Any]]
+    ) -> tuple[dict[str, str], str]:
+        if active is None:
+            raise AguiError(
+                "no_pending_interrupt",
+                f"thread {self.thread_id} has nothing waiting for an answer; "
+                "send the next message without a resume to start a new run",
+            )
+        pending = await self._pending(active["id"])
+        if not pending:
+            raise AguiError(
+                "no_pending_interrupt",
+                f"thread {self.thread_id} has no pending interrupt (it may have been answered "
+                "elsewhere); send the next request without a resume to follow the run",
+            )
+        by_id = {h["id"]: h for h in pending} | {h["lg_id"]: h for h in pending}
+        chosen: list[tuple[dict[str, str], str, Any]] = []
+        for iid, status, value in answers:
+            if iid is None:
+                if len(pending) > 1:
+                    raise AguiError(
+                        "ambiguous_resume",
+                        f"{len(pending)} interrupts are pending on this thread; answer each "
+                        "with a resume[] entry naming its id: "
+                        + ", ".join(h["id"] for h in pending),
+                    )
+                chosen.append((pending[0], status, value))
+            elif iid in by_id:
+                chosen.append((by_id[iid], status, value))
+            else:
+                raise AguiError(
+                    "unknown_interrupt",
+                    f"interrupt {iid} is not pending on thread {self.thread_id}; pending: "
+                    + ", ".join(h["id"] for h in pending),
+                )
+        cursor = await last_id(self.store.r, self._stream(active["id"]))
+        if any(status == "cancelled" for _, status, _ in chosen):
+            # an abandoned question ends the run: the graph cannot continue without it
+            await self.store.cancel_run(active["id"])
+            await abort_job(self.queue, (await self.store.run_hash(active["id"])).get("job_id"))
+            return active, cursor
+        # every answer is checked before any is recorded, so a bad one changes nothing;
+        # the bad one still goes through the store, which refuses and audits it
+        for h, _, value in chosen:
+            try:
+                check_answer(loads(h["value"]), loads(h.get("response_schema")), value)
+            except errors.InvalidAnswer:
+                await self._resolve(h, value)
+                raise
+        accepted = 0
+        try:
+            for h, _, value in chosen:
+                await self._resolve(h, value)
+                accepted += 1
+        finally:
+            if accepted:
+                await enqueue_advance(
+                    self.queue, self.store, active["id"], f"agui-{self.inp.run_id}"
+                )
+        return active, cursor
+
+    async def _resolve(self, h: dict[str, str], value: Any) -> None:
+        await self.store.resolve(
+            h["id"],
+            value,
+            resolved_by=self.principal.key_id or "agui",
+            channel="agui",
+            principal=self.principal,
+        )
+
+    async def _start_run(self) -> dict[str, str] | None:
+        """Starts a run with the client's new messages; None when it sent none."""
+        snap = await self.threads.snapshot(self.agent_id, self.thread_id)
+        values = snap.values if snap is not None and isinstance(snap.values, dict) else {}
+        known = {m.id for m in values.get("messages", []) if getattr(m, "id", None)}
+        new = new_input_messages(self.inp.messages, known)
+        if values and not new:
+            return None
+        run_input: dict[str, Any] = {}
+        if isinstance(self.inp.state, dict):
+            run_input.update({k: v for k, v in self.inp.state.items() if k != "messages"})
+        run_input["messages"] = new
+        if self.threads.has_channel(self.agent_id, "copilotkit"):
+            run_input["copilotkit"] = {
+                "actions": [t.model_dump(by_alias=True) for t in self.inp.tools or []],
+                "context": [c.model_dump(by_alias=True) for c in self.inp.context or []],
+            }
+        view = await self.store.create_run(
+            self.agent_id, self.thread_id, run_input, {"agui_run_id": self.inp.run_id}
+        )
+        await enqueue_advance(self.queue, self.store, view["run_id"], "start")
+        return await self.store.run_hash(view["run_id"])
+
+    # -- following the run -------------------------------------------------------------
+    def _stream(self, run_id: str) -> str:
+        return self.store.keys.run_events(run_id)
+
+    async def _pending(self, run_id: str) -> list[dict[str, str]]:
+        return [h for h in await self.store.interrupt_hashes(run_id) if h["status"] == "pending"]
+
+    async def _follow(self, run_id: str, cursor: str) -> AsyncIterator[BaseEvent | None]:
+        translator = Translator()
+        async for item in follow_run(
+            self.store.r,
+            self.hub,
+            self._stream(run_id),
+            run_id,
+            cursor,
+            until=TERMINAL_EVENTS,
+            queue_max=self.settings.subscriber_queue_max,
+            heartbeat_s=self.settings.sse_heartbeat_s,
+        ):
+            if item is None:
+                yield None  # nothing happened for a while: the route sends a keep-alive
+                continue
+            _, event = item
+            for e in translator.feed(event):
+                yield e
+            etype = event["type"]
+            if etype == "run.interrupted":
+                run = await self.store.run_hash(run_id)
+                if run["status"] != "interrupted" or not await self._pending(run_id):
+                    # every question is already answered: the resume is on its way
+                    continue
+                for e in translator.close_all():
+                    yield e
+                async for e in self._paused(run):
+                    yield e
+                return
+            if etype in TERMINAL_EVENTS:
+                for e in translator.close_all():
+                    yield e
+                async for e in self._finish(run_id, etype.split(".", 1)[1], event):
+                    yield e
+                return
+
+    async def _paused(self, run: dict[str, str]) -> AsyncIterator[BaseEvent]:
+        pending = await self._pending(run["id"])
+        async for e in self._snapshots():
+            yield e
+        for h in pending:
+            value = loads(h["value"])
+            # JSON-encoded, except a plain string, which goes as it is (as ag-ui-langgraph)
+            encoded = value if isinstance(value, str) else h["value"]
+            yield CustomEvent(type=EventType.CUSTOM, name="on_interrupt", value=encoded)
+        outcome = None
+        if pending and self.outcome:
+            outcome = {
+                "type": "interrupt",
+                "interrupts": [self._outcome_interrupt(h) for h in pending],
+            }
+        yield self._finished(outcome)
+
+    @staticmethod
+    def _outcome_interrupt(h: dict[str, str]) -> dict[str, Any]:
+        value = loads(h["value"])
+        message = value.get("content") if isinstance(value, dict) else None
+        entry: dict[str, Any] = {
+            "id": h["id"],
+            "reason": h.get("type") or "interrupt",
+            "metadata": {
+                "interrupt_id": h["lg_id"],
+                "run_id": h["run_id"],
+                "agent_id": h["agent_id"],
+                "value": value,
+            },
+        }
+        if isinstance(message, str):
+            entry["message"] = message
+        schema = loads(h.get("response_schema"))
+        if isinstance(schema, dict):
+            entry["responseSchema"] = schema
+        if h.get("expires_at_ms"):
+            entry["expiresAt"] = iso(h["expires_at_ms"])
+        return entry
+
+    async def _finish(
+        self, run_id: str, status: str, event: dict[str, Any] | None
+    ) -> AsyncIterator[BaseEvent]:
+        if status == "failed":
+            run = await self.store.run_hash(run_id)
+            err = loads(run.get("error")) or {}
+            yield self._error("run_failed", str(err.get("message") or "the run failed"))
+            return
+        async for e in self._snapshots():
+            yield e
+        yield self._finished({"type": "cancelled" if status == "cancelled" else "success"})
+
+    async def _snapshots(self) -> AsyncIterator[BaseEvent]:
+        snap = await self.threads.snapshot(self.agent_id, self.thread_id)
+        if snap is None or not isinstance(snap.values, dict):
+            return
+        values = snap.values
+        state = loads(dumps({k: v for k, v in values.items() if k != "messages"}))
+        yield StateSnapshotEvent(type=EventType.STATE_SNAPSHOT, snapshot=state)
+        yield MessagesSnapshotEvent(
+            type=EventType.MESSAGES_SNAPSHOT,
+            messages=to_agui_messages(list(values.get("messages") or [])),
+        )

@@ -1,0 +1,221 @@
+"""Event fan-out: one reader of the global stream per API process, many subscribers.
+
+Each subscriber has a bounded queue. The reader never waits on a subscriber: one that
+falls behind is marked overflowed and told to reconnect from its last id, so a slow
+client neither slows the others nor grows memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from broker.core.codec import loads
+
+log = logging.getLogger("broker.api.events")
+
+Event = tuple[str, dict[str, Any]]
+TERMINAL_EVENTS = frozenset({"run.succeeded", "run.failed", "run.cancelled"})
+
+
+def stream_id(eid: str) -> tuple[int, int]:
+    """Parses a stream id (``ms-seq``); raises ValueError for anything else."""
+    ms, _, seq = eid.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def is_stream_id(eid: str) -> bool:
+    try:
+        stream_id(eid)
+    except ValueError:
+        return False
+    return True
+
+
+def after(a: str, b: str) -> bool:
+    """Whether stream id ``a`` comes after ``b``."""
+    return stream_id(a) > stream_id(b)
+
+
+@dataclass(eq=False)
+class Subscription:
+    match: Callable[[dict[str, Any]], bool]
+    queue: asyncio.Queue[Event]
+    overflowed: bool = False
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def reset(self) -> None:
+        """Empties the queue and clears the overflow, before a catch-up replay."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.overflowed = False
+        self.wakeup.clear()
+
+    async def get(self, timeout: float) -> Event | None:
+        """The next event; None after ``timeout`` or once overflowed (check ``overflowed``)."""
+        if self.overflowed:
+            return None
+        if not self.queue.empty():
+            return self.queue.get_nowait()
+        getter = asyncio.ensure_future(self.queue.get())
+        waker = asyncio.ensure_future(self.wakeup.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {getter, waker}, timeout=timeout, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            waker.cancel()
+            if not getter.done():
+                getter.cancel()
+        if getter in done and not getter.cancelled():
+            return getter.result()
+        return None
+
+
+class EventHub:
+    """Reads the global event stream and hands each event to matching subscribers."""
+
+    def __init__(self, redis: aioredis.Redis, stream: str, *, block_ms: int = 5000) -> None:
+        self.r = redis
+        self.stream = stream
+        self.block_ms = block_ms
+        self.subs: set[Subscription] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        last = await self.r.xrevrange(self.stream, count=1)
+        position = last[0][0] if last else "0-0"
+        self._task = asyncio.create_task(self._run(position))
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def subscribe(self, match: Callable[[dict[str, Any]], bool], maxsize: int) -> Subscription:
+        sub = Subscription(match, asyncio.Queue(maxsize))
+        self.subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self.subs.discard(sub)
+
+    def dispatch(self, eid: str, event: dict[str, Any]) -> None:
+        for sub in list(self.subs):
+            if sub.overflowed or not sub.match(event):
+                continue
+            try:
+                sub.queue.put_nowait((eid, event))
+            except asyncio.QueueFull:
+                sub.overflowed = True
+                sub.wakeup.set()
+
+    async def _run(self, position: str) -> None:
+        while True:
+            try:
+                got = await self.r.xread({self.stream: position}, block=self.block_ms, count=500)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("event stream read failed; retrying", exc_info=True)
+                await asyncio.sleep(0.5)
+                continue
+            for _, entries in got or []:
+                for eid, fields in entries:
+                    position = eid
+                    try:
+                        event = loads(fields["event"])
+                    except (KeyError, ValueError):
+                        continue
+                    self.dispatch(eid, event)
+
+
+async def replay(
+    r: aioredis.Redis,
+    stream: str,
+    since: str,
+    match: Callable[[dict[str, Any]], bool] | None = None,
+    *,
+    chunk: int = 500,
+) -> AsyncIterator[Event]:
+    """Every event of ``stream`` after id ``since`` ("0" for all), oldest first."""
+    lower = "-" if since in ("0", "0-0") else f"({since}"
+    while True:
+        entries = await r.xrange(stream, min=lower, max="+", count=chunk)
+        for eid, fields in entries:
+            event = loads(fields["event"])
+            if match is None or match(event):
+                yield eid, event
+        if len(entries) < chunk:
+            return
+        lower = f"({entries[-1][0]}"
+
+
+async def first_id(r: aioredis.Redis, stream: str) -> str | None:
+    """The oldest id still in the stream (older ones were trimmed)."""
+    entries = await r.xrange(stream, count=1)
+    return str(entries[0][0]) if entries else None
+
+
+async def last_id(r: aioredis.Redis, stream: str) -> str:
+    """The newest id in the stream, or "0" when it is empty."""
+    entries = await r.xrevrange(stream, count=1)
+    return str(entries[0][0]) if entries else "0"
+
+
+async def follow_run(
+    r: aioredis.Redis,
+    hub: EventHub,
+    stream: str,
+    run_id: str,
+    since: str,
+    *,
+    until: frozenset[str],
+    queue_max: int,
+    heartbeat_s: float,
+) -> AsyncIterator[Event | None]:
+    """The run's events after ``since``: stored ones first, then live ones, each once.
+
+    Ends after an event whose type is in ``until``. Yields None every ``heartbeat_s``
+    without an event, so the caller can send a keep-alive or notice a disconnect. A
+    subscriber that falls behind goes back to the stored stream, so nothing is lost.
+    """
+
+    def mine(event: dict[str, Any]) -> bool:
+        return bool(event.get("run_id") == run_id)
+
+    sub = hub.subscribe(mine, queue_max)
+    last = since if since not in ("0", "") else "0-0"
+    try:
+        while True:
+            # (re)start from the stored stream; what arrives live meanwhile is queued,
+            # and the id check below drops what the replay already gave
+            sub.reset()
+            async for eid, event in replay(r, stream, last):
+                last = eid
+                yield eid, event
+                if event["type"] in until:
+                    return
+            while True:
+                got = await sub.get(heartbeat_s)
+                if sub.overflowed:
+                    break
+                if got is None:
+                    yield None
+                    continue
+                eid, event = got
+                if not after(eid, last):
+                    continue
+                last = eid
+                yield eid, event
+                if event["type"] in until:
+                    return
+    finally:
+        hub.unsubscribe(sub)

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from ag_ui.core import RunAgentInput
+from ag_ui.encoder import EventEncoder
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+
+from broker.api.agui.session import AguiSession, is_resume
+from broker.api.body import read_json_object, validation_message
+from broker.api.deps import HubDep, Principal, QueueDep, RegistryDep, SettingsDep, StoreDep
+from broker.core import auth, errors
+
+router = APIRouter(prefix="/agui", tags=["ag-ui"])
+
+
+@router.post("/{agent_id}")
+async def run_agent(
+    agent_id: str,
+    request: Request,
+    store: StoreDep,
+    hub: HubDep,
+    queue: QueueDep,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    principal: Principal,
+) -> StreamingResponse:
+    """AG-UI endpoint: a RunAgentInput in, an SSE stream of AG-UI events out."""
+    data = await read_json_object(request, settings.max_input_bytes)
+    try:
+        inp = RunAgentInput.model_validate(data)
+    except ValidationError as exc:
+        raise errors.InvalidRequest(validation_message(exc)) from exc
+    visible = sorted(a for a in registry if principal.sees(a))
+    if agent_id not in visible:
+        raise errors.AgentNotFound(
+            f"no agent {agent_id!r}; known agents: {', '.join(visible)}", known_agents=visible
+        )
+    # the stream shows the thread's interrupts; a request either answers them or may
+    # start a run, and the store checks the resolve scope again on every answer
+    needed = [auth.READ, auth.RESOLVE if is_resume(inp) else auth.RUNS_WRITE]
+    for scope in needed:
+        if not principal.allows(scope):
+            raise errors.Forbidden(
+                f"the API key {principal.actor!r} lacks the {scope!r} scope", scope=scope
+            )
+    encoder = EventEncoder(accept=request.headers.get("accept") or "text/event-stream")
+    session = AguiSession(
+        store=store,
+        hub=hub,
+        queue=queue,
+        threads=request.app.state.threads,
+        settings=settings,
+        agent_id=agent_id,
+        inp=inp,
+        principal=principal,
+    )
+
+    async def body() -> AsyncIterator[str]:
+        async for event in session.events():
+            yield ": keep-alive\n\n" if event is None else encoder.encode(event)
+
+    return StreamingResponse(
+        body(),
+        media_type=encoder.get_content_type(),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from broker.api import visibility
+from broker.api.body import read_json
+from broker.api.deps import Principal, QueueDep, Reader, SettingsDep, StoreDep
+from broker.core import answers, audit, errors
+from broker.core.jobs import enqueue_advance
+from broker.core.records import interrupt_view
+
+router = APIRouter(prefix="/interrupts", tags=["interrupts"])
+
+
+class Resolve(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: Any = Field(description="The answer; the graph's interrupt() returns it.")
+    resolved_by: str | None = Field(default=None, max_length=200)
+
+
+@router.get("")
+async def list_interrupts(
+    request: Request,
+    response: Response,
+    store: StoreDep,
+    settings: SettingsDep,
+    principal: Reader,
+    status: Literal["pending", "resolved", "expired", "cancelled"] = "pending",
+    agent_id: str | None = None,
+    type: str | None = None,
+    thread_id: str | None = None,
+    run_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+    order: Literal["asc", "desc"] = "asc",
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Any:
+    """Interrupts, oldest first, filtered; paged by cursor; 304 when nothing changed."""
+    version = await store.interrupts_version()
+    # the key's view is part of the query: keys limited to other agents see other pages
+    seen = sorted(principal.agents) if principal.agents is not None else None
+    query = hashlib.sha256(
+        str((sorted(request.query_params.multi_items()), seen)).encode()
+    ).hexdigest()
+    etag = f'W/"{version}-{query[:16]}"'
+    if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
+        return Response(status_code=304, headers={"ETag": etag})
+    page = await store.list_interrupts(
+        status=status,
+        agent_id=agent_id,
+        itype=type,
+        thread_id=thread_id,
+        run_id=run_id,
+        limit=min(limit, settings.page_limit_max),
+        cursor=cursor,
+        order=order,
+        visible=principal.agents,
+    )
+    response.headers["ETag"] = etag
+    return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+@router.get("/{interrupt_id}")
+async def get_interrupt(interrupt_id: str, store: StoreDep, principal: Reader) -> dict[str, Any]:
+    """One interrupt, with its resolution once it has one."""
+    return interrupt_view(await visibility.interrupt(store, principal, interrupt_id))
+
+
+@router.get("/{interrupt_id}/audit")
+async def get_audit(interrupt_id: str, store: StoreDep, principal: Reader) -> dict[str, Any]:
+    """Every attempt to answer the interrupt, accepted or refused, oldest first."""
+    await visibility.interrupt(store, principal, interrupt_id)
+    return {"items": await audit.read(store.r, store.keys, interrupt_id)}
+
+
+@router.post("/{interrupt_id}/resolve")
+async def resolve_interrupt(
+    interrupt_id: str,
+    request: Request,
+    store: StoreDep,
+    queue: QueueDep,
+    settings: SettingsDep,
+    principal: Principal,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> dict[str, Any]:
+    """Answers a pending interrupt; the first valid answer wins and its run resumes."""
+    try:
+        body = await read_json(request, Resolve, settings.max_answer_bytes)
+    except errors.BrokerError as exc:
+        # audited too: every attempt to answer is, whatever stopped it
+        await answers.refuse(store, interrupt_id, exc.code, channel="rest", principal=principal)
+        raise
+    resolved = await store.resolve(
+        interrupt_id,
+        body.value,
+        resolved_by=body.resolved_by,
+        channel="rest",
+        idempotency_key=idempotency_key,
+        principal=principal,
+    )
+    await enqueue_advance(queue, store, resolved["run_id"], interrupt_id)
+    return resolved

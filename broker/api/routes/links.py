@@ -1,0 +1,135 @@
+"""Action links: GET shows a confirmation page and changes nothing; POST answers.
+
+Mail scanners and chat unfurlers follow links, so only the POST of the page's form
+answers. The token is the credential: no API key is needed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from broker.api import pages
+from broker.api.deps import QueueDep, SettingsDep, StoreDep
+from broker.core import answers, auth, errors, links
+from broker.core.codec import loads, now_ms
+from broker.core.jobs import enqueue_advance
+from broker.core.schemas import declared_schema
+from broker.core.store import Store
+
+router = APIRouter(prefix="/links", tags=["links"])
+_SUPERSEDED = (errors.AlreadyResolved, errors.InterruptClosed)
+
+
+async def _open(store: Store, key: bytes, token: str) -> tuple[links.Claims, dict[str, str]]:
+    claims = links.verify(key, token)
+    h: dict[str, str] = await store.r.hgetall(store.keys.interrupt(claims.interrupt_id))
+    return claims, h
+
+
+@router.get("/{token}", response_class=HTMLResponse)
+async def show_link(token: str, store: StoreDep, settings: SettingsDep) -> HTMLResponse:
+    """A confirmation page for an action link; it changes nothing."""
+    key = links.secret_key(settings)
+    if key is None:
+        return pages.notice("disabled")
+    try:
+        claims, h = await _open(store, key, token)
+    except links.LinkInvalid as exc:
+        return pages.notice(exc.reason)
+    if await store.r.exists(store.keys.link_used(claims.nonce)):
+        return pages.notice("used")
+    if not h:
+        return pages.notice("gone")
+    if h["status"] != "pending":
+        return pages.notice("superseded", f"Its status is {h['status']}.")
+    if h.get("expires_at_ms") and int(h["expires_at_ms"]) <= now_ms():
+        return pages.notice("expired")
+    choice = links.find_choice(h, claims.choice)
+    if choice is None:
+        return pages.notice("tampered")
+    return pages.confirm(loads(h["value"]), h["agent_id"], choice, token)
+
+
+@router.post("/{token}", response_class=HTMLResponse)
+async def use_link(
+    token: str, request: Request, store: StoreDep, queue: QueueDep, settings: SettingsDep
+) -> HTMLResponse:
+    """Answers the interrupt with the link's choice; each link answers once."""
+    key = links.secret_key(settings)
+    if key is None:
+        return pages.notice("disabled")
+    form = await _form(request, settings.max_answer_bytes)
+    if form is None:
+        return pages.refused(f"send the page's form (at most {settings.max_answer_bytes} bytes)")
+    if form.get("token", token) != token:
+        return pages.notice("tampered")
+    try:
+        claims, h = await _open(store, key, token)
+    except links.LinkInvalid as exc:
+        if exc.claims is not None:
+            await answers.refuse(store, exc.claims.interrupt_id, "link_expired", channel="link")
+        return pages.notice(exc.reason)
+    if not h:
+        return pages.notice("gone")
+    choice = links.find_choice(h, claims.choice)
+    if choice is None:
+        return pages.notice("tampered")
+    answer = _free_answer(h, form.get("answer", "")) if choice.free else choice.answer
+    # the link is a capability for this one interrupt, and nothing else
+    holder = auth.Principal(
+        key_id=None, scopes=frozenset({auth.RESOLVE}), agents=frozenset({h["agent_id"]})
+    )
+    try:
+        await store.resolve(
+            claims.interrupt_id,
+            answer,
+            resolved_by=f"link:{choice.name}",
+            channel="link",
+            principal=holder,
+            single_use=answers.SingleUse(claims.nonce, claims.expires_ms - now_ms() + 60_000),
+        )
+    except errors.LinkUsed:
+        return pages.notice("used")
+    except _SUPERSEDED:
+        return pages.notice("superseded")
+    except errors.InterruptExpired:
+        return pages.notice("expired")
+    except errors.InterruptNotFound:
+        return pages.notice("gone")
+    except errors.BrokerError as exc:
+        return pages.refused(exc.message)
+    await enqueue_advance(queue, store, h["run_id"], claims.interrupt_id)
+    return pages.done(choice)
+
+
+async def _form(request: Request, limit: int) -> dict[str, str] | None:
+    """The urlencoded form body (a browser's POST), or None when it is not one."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    if ctype not in ("application/x-www-form-urlencoded", "") and body:
+        return None
+    try:
+        parsed = parse_qs(body.decode(), keep_blank_values=True)
+    except UnicodeDecodeError:
+        return None
+    return {k: v[0] for k, v in parsed.items()}
+
+
+def _free_answer(h: dict[str, str], text: str) -> Any:
+    """A typed answer: JSON when the declared schema wants something other than text."""
+    schema = declared_schema(loads(h.get("value")), loads(h.get("response_schema")))
+    if schema is not None and schema.get("type") not in (None, "string"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    return text

@@ -1,0 +1,218 @@
+"""Live events: SSE per run, and a WebSocket of every run and interrupt event."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+
+from broker.api import visibility
+from broker.api.deps import HubDep, Reader, SettingsDep, StoreDep
+from broker.api.events import (
+    TERMINAL_EVENTS,
+    after,
+    first_id,
+    follow_run,
+    is_stream_id,
+    last_id,
+    replay,
+)
+from broker.core import auth, errors
+from broker.core.codec import dumps
+
+router = APIRouter(tags=["events"])
+
+DEFAULT_KINDS = ("run", "interrupt")
+
+
+def _sse(eid: str, event: dict[str, Any]) -> str:
+    return f"id: {eid}\nevent: {event['type']}\ndata: {dumps({'id': eid, **event})}\n\n"
+
+
+@router.get("/runs/{run_id}/events")
+async def run_events(
+    run_id: str,
+    request: Request,
+    store: StoreDep,
+    hub: HubDep,
+    settings: SettingsDep,
+    principal: Reader,
+    last_event_id: Annotated[str | None, Header()] = None,
+    since: Annotated[str | None, Query(alias="after")] = None,
+) -> StreamingResponse:
+    """The run's events as SSE: replays after ``Last-Event-ID``, then follows live.
+
+    Browsers' EventSource cannot send headers: pass the key as ``?api_key=``.
+    """
+    run = await visibility.run(store, principal, run_id)
+    cursor = last_event_id or since or "0"
+    if not is_stream_id(cursor):
+        raise errors.InvalidCursor(f"{cursor!r} is not an event id; send the id of an event")
+    if run["status"] in ("succeeded", "failed", "cancelled"):
+        # a finished run whose terminal event was trimmed must not wait forever
+        ends = await last_id(store.r, store.keys.run_events(run_id))
+        if ends == "0" or not after(ends, cursor if cursor != "0" else "0-0"):
+            return StreamingResponse(iter(()), media_type="text/event-stream")
+
+    async def body() -> AsyncIterator[str]:
+        async for item in follow_run(
+            store.r,
+            hub,
+            store.keys.run_events(run_id),
+            run_id,
+            cursor,
+            until=TERMINAL_EVENTS,
+            queue_max=settings.subscriber_queue_max,
+            heartbeat_s=settings.sse_heartbeat_s,
+        ):
+            if item is None:
+                if await request.is_disconnected():
+                    return
+                yield ": keep-alive\n\n"
+                continue
+            yield _sse(*item)
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def ws_filter(
+    *,
+    agent_id: str | None,
+    itype: str | None,
+    thread_id: str | None,
+    run_id: str | None,
+    kinds: tuple[str, ...],
+    visible: frozenset[str] | None = None,
+) -> Callable[[dict[str, Any]], bool]:
+    def match(event: dict[str, Any]) -> bool:
+        kind = event["type"].split(".", 1)[0]
+        if kind not in kinds:
+            return False
+        if visible is not None and event.get("agent_id") not in visible:
+            return False
+        if agent_id and event.get("agent_id") != agent_id:
+            return False
+        if thread_id and event.get("thread_id") != thread_id:
+            return False
+        if run_id and event.get("run_id") != run_id:
+            return False
+        return not itype or (kind == "interrupt" and event.get("data", {}).get("type") == itype)
+
+    return match
+
+
+@router.websocket("/ws")
+async def ws(
+    websocket: WebSocket,
+    agent_id: str | None = None,
+    type: str | None = None,
+    thread_id: str | None = None,
+    run_id: str | None = None,
+    events: str | None = None,
+    since: Annotated[str | None, Query(alias="after")] = None,
+) -> None:
+    """Live run and interrupt events, filtered; ``after=<id>`` resumes without a gap.
+
+    Browsers cannot send headers on a WebSocket: pass the key as ``?api_key=``.
+    """
+    app = websocket.app
+    store, hub, settings = app.state.store, app.state.hub, app.state.settings
+    await websocket.accept()
+    principal: auth.Principal | None = websocket.scope.get("state", {}).get("principal")
+    if principal is None or not principal.allows(auth.READ):
+        await websocket.send_text(
+            dumps(
+                {
+                    "type": "error",
+                    "code": "forbidden",
+                    "message": f"this API key lacks the {auth.READ!r} scope",
+                }
+            )
+        )
+        await websocket.close(code=1008)
+        return
+    kinds = tuple(k.strip() for k in events.split(",")) if events else DEFAULT_KINDS
+    if since is not None and since != "$" and not is_stream_id(since):
+        await websocket.send_text(
+            dumps({"type": "error", "code": "invalid_cursor", "message": f"bad after={since!r}"})
+        )
+        await websocket.close(code=1008)
+        return
+    match = ws_filter(
+        agent_id=agent_id,
+        itype=type,
+        thread_id=thread_id,
+        run_id=run_id,
+        kinds=kinds,
+        visible=principal.agents,
+    )
+    sub = hub.subscribe(match, settings.subscriber_queue_max)
+    receiver = asyncio.create_task(_drain_client(websocket))
+    # the position the client has seen: its cursor, or (live only) the stream's end when
+    # it subscribed, so an event the hub hands over late is neither lost nor repeated
+    if since and since != "$":
+        last = since if since != "0" else "0-0"
+    else:
+        last = await last_id(store.r, store.keys.events)
+    try:
+        if since and since != "$":
+            oldest = await first_id(store.r, store.keys.events)
+            if since not in ("0", "0-0") and oldest and after(oldest, since):
+                await websocket.send_text(
+                    dumps(
+                        {
+                            "type": "gap",
+                            "message": "events before this id were trimmed",
+                            "oldest_id": oldest,
+                        }
+                    )
+                )
+            async for eid, event in replay(store.r, store.keys.events, since, match):
+                last = eid
+                await websocket.send_text(dumps({"id": eid, **event}))
+        await websocket.send_text(dumps({"type": "live", "id": last}))
+        while not receiver.done():
+            got = await sub.get(settings.sse_heartbeat_s)
+            if sub.overflowed:
+                await websocket.send_text(
+                    dumps(
+                        {
+                            "type": "error",
+                            "code": "slow_consumer",
+                            "message": "this client fell too far behind and was dropped; "
+                            "reconnect with after=<resume_from> to catch up",
+                            "resume_from": last,
+                        }
+                    )
+                )
+                await websocket.close(code=1013)
+                return
+            if got is None:
+                continue
+            eid, event = got
+            if not after(eid, last):
+                continue
+            last = eid
+            await websocket.send_text(dumps({"id": eid, **event}))
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        hub.unsubscribe(sub)
+        receiver.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await receiver
+
+
+async def _drain_client(websocket: WebSocket) -> None:
+    """Reads (and ignores) client frames so a disconnect is noticed at once."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while True:
+            await websocket.receive_text()

@@ -1,0 +1,26 @@
+"""What an API key may see: a key limited to some agents finds nothing of the others.
+
+Their runs and interrupts answer 404, exactly as ids that do not exist, so a limited
+key learns nothing about them.
+"""
+
+from __future__ import annotations
+
+from broker.core import auth, errors
+from broker.core.store import Store
+
+
+async def run(store: Store, principal: auth.Principal, run_id: str) -> dict[str, str]:
+    """The run's hash, or RunNotFound for a run of an agent the key may not see."""
+    h = await store.run_hash(run_id)
+    if not principal.sees(h["agent_id"]):
+        raise errors.RunNotFound(f"no run with id {run_id!r}")
+    return h
+
+
+async def interrupt(store: Store, principal: auth.Principal, interrupt_id: str) -> dict[str, str]:
+    """The interrupt's hash, or InterruptNotFound for one the key may not see."""
+    h = await store.interrupt_hash(interrupt_id)
+    if not principal.sees(h["agent_id"]):
+        raise errors.InterruptNotFound(f"no interrupt with id {interrupt_id!r}")
+    return h
