@@ -20,34 +20,36 @@ import httpx
 import redis.asyncio as aioredis
 
 from bench._common import HEADER, redis_url, row
+from broker.core.codec import now_ms
+from broker.core.records import InterruptRecord
 from broker.core.settings import Settings
-from broker.core.store import PendingInterrupt, Store
+from broker.core.store import Attempt, Store
 from tests.harness import Broker
-from worker.ledger import RunLedger
 
 AGENTS = ("naming", "scheduling", "tool_approval", "parallel")
 
 
 async def fill(store: Store, n: int) -> None:
-    ledger = RunLedger(store)
     sem = asyncio.Semaphore(64)
 
     async def one(i: int) -> None:
         async with sem:
             agent = AGENTS[i % len(AGENTS)]
             run = await store.create_run(agent, None, {"messages": []}, {})
-            await ledger.begin(
-                run["run_id"],
-                expect="queued",
-                phase="start",
-                base_checkpoint="",
-                applying=[],
-                job_id="bench",
-            )
+            begun = await store.begin_attempt(run.id, "", "bench")
+            assert isinstance(begun, Attempt)
             value = {"type": "approval" if i % 2 else "ask", "content": f"question {i}"}
-            await ledger.record_interrupted(
-                run["run_id"], [PendingInterrupt(uuid.uuid4().hex, value)], []
+            pending = InterruptRecord.new(
+                id=str(uuid.uuid4()),
+                lg_id=uuid.uuid4().hex,
+                run_id=run.id,
+                thread_id=run.thread_id,
+                agent_id=agent,
+                value=value,
+                created_ms=now_ms(),
+                updated_ms=now_ms(),
             )
+            await store.record_interrupts(begun.run, [pending], [], job_id="bench")
 
     done = 0
     step = 5000

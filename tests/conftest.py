@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from arq.connections import ArqRedis, RedisSettings, create_pool
 
 from broker.core.keys import Keys
 from broker.core.settings import Settings
@@ -60,6 +61,16 @@ async def aredis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def queue(redis_url: str, keys: Keys) -> AsyncIterator[ArqRedis]:
+    """An arq pool on the test's own queue, for channel calls made in this process."""
+    pool = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=keys.queue)
+    try:
+        yield pool
+    finally:
+        await pool.aclose()
 
 
 @pytest.fixture(scope="module")

@@ -40,9 +40,13 @@ from tests.browser import (
 from tests.flow import answer, next_interrupt, start, wait_status
 from tests.harness import TEST_AGENTS, Broker, wait_until
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason="Debian's chromium is not installed (.ci/run installs it)",
+    ),
+]
 expect.set_options(timeout=30_000)
 
 DASHBOARD_AGENTS = (

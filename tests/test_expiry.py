@@ -16,15 +16,17 @@ import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
+from arq.connections import ArqRedis
 
-from broker.core import expiry
-from broker.core.codec import loads
+from broker.core import channel, expiry
+from broker.core.codec import loads, now_ms
+from broker.core.records import Channel, InterruptStatus
 from broker.core.settings import Settings
-from broker.core.store import PendingInterrupt, Store
+from broker.core.store import Attempt, Store
 from tests.flow import next_interrupt, start, wait_status
 from tests.graphs import EXPIRY_DEFAULT
 from tests.harness import Broker
-from worker.ledger import RunLedger
+from tests.stored import raised
 
 RULES = [
     # counter's approval, configured rather than declared: cancel the run at the deadline
@@ -174,67 +176,73 @@ def test_expiry_racing_twenty_answers_has_one_winner(
 
 async def _waiting(store: Store, value: dict[str, Any]) -> str:
     run = await store.create_run("expiring", None, {}, {})
-    ledger = RunLedger(store)
-    begun = await ledger.begin(
-        run["run_id"], expect="queued", phase="start", base_checkpoint="", applying=[], job_id="j"
+    begun = await store.begin_attempt(run.id, "", "j")
+    assert isinstance(begun, Attempt)
+    exp = expiry.policy(value, "expiring", None, None)
+    assert exp is not None
+    pending = raised(
+        begun.run,
+        value,
+        expires_at_ms=now_ms() + int(exp.expires_in_s * 1000),
+        on_expire=exp.on_expire,
+        expiry_default=exp.default,
     )
-    assert begun is not None
-    [iid] = await ledger.record_interrupted(
-        run["run_id"], [PendingInterrupt(uuid.uuid4().hex, value)], []
-    )
+    [iid] = await store.record_interrupts(begun.run, [pending], [], job_id="j")
     return iid
 
 
 @pytest.mark.parametrize("round_", range(5))
-async def test_expire_and_twenty_resolves_race_with_one_winner(
-    aredis: aioredis.Redis, settings: Settings, round_: int
+async def test_expire_and_twenty_answers_race_with_one_winner(
+    aredis: aioredis.Redis, settings: Settings, queue: ArqRedis, round_: int
 ) -> None:
     store = Store(aredis, settings)
     iid = await _waiting(store, {"type": "approval", "expires_in": 60, "default": "D"})
-    h = await store.interrupt_hash(iid)
-    assert await aredis.zscore(store.keys.deadlines, iid) == int(h["expires_at_ms"])
+    h = await store.interrupt(iid)
+    assert h.expires_at_ms is not None
+    assert await aredis.zscore(store.keys.deadlines, iid) == h.expires_at_ms
 
     async def human(n: int) -> str:
         try:
-            await store.resolve(iid, f"v{n}", resolved_by=f"u{n}", channel="rest")
+            await channel.answer(
+                store, queue, iid, f"v{n}", channel=Channel.REST, resolved_by=f"u{n}"
+            )
         except Exception as exc:
             return type(exc).__name__
         return "ok"
 
     async def deadline() -> str:
-        outcome, _ = await expiry.expire(store, iid, now=int(h["expires_at_ms"]))
-        return outcome
+        return "ok" if await channel.expire(store, queue, iid, h.expires_at_ms) else "lost"
 
     tasks = [human(n) for n in range(20)]
     tasks.insert(round_ * 4, deadline())
     outcomes = await asyncio.gather(*tasks)
     assert outcomes.count("ok") == 1, outcomes
-    after = await store.interrupt_hash(iid)
-    resolution = loads(after["resolution"])
+    after = await store.interrupt(iid)
+    resolution = after.resolution or {}
     if outcomes[round_ * 4] == "ok":
-        assert after["status"] == "expired"
+        assert after.status == InterruptStatus.EXPIRED
         assert resolution["value"] == "D"
         assert set(outcomes) - {"ok"} <= {"AlreadyResolved", "InterruptExpired"}
     else:
-        assert after["status"] == "resolved"
+        assert after.status == InterruptStatus.RESOLVED
         assert resolution["channel"] == "rest"
-    assert await aredis.zscore(store.keys.runs_due, after["run_id"]) is not None
+    assert await aredis.zscore(store.keys.runs_due, after.run_id) is not None
     assert await aredis.zscore(store.keys.deadlines, iid) is None
     trail = [loads(x) for x in await aredis.lrange(store.keys.audit(iid), 0, -1)]
     assert [e["outcome"] for e in trail].count("accepted") == 1
     # every human attempt, plus the expiry when it won
-    assert len(trail) == 20 + (after["status"] == "expired")
+    assert len(trail) == 20 + (after.status == InterruptStatus.EXPIRED)
 
 
 async def test_an_expiry_before_its_deadline_changes_nothing(
-    aredis: aioredis.Redis, settings: Settings
+    aredis: aioredis.Redis, settings: Settings, queue: ArqRedis
 ) -> None:
     store = Store(aredis, settings)
     iid = await _waiting(store, {"type": "approval", "expires_in": 60, "default": "D"})
-    before = await store.interrupt_hash(iid)
-    outcome, _ = await expiry.expire(store, iid, now=int(before["expires_at_ms"]) - 1)
-    assert outcome == "not_due"
-    assert await store.interrupt_hash(iid) == before
+    before = await store.interrupt(iid)
+    assert before.expires_at_ms is not None
+    assert not await channel.expire(store, queue, iid, before.expires_at_ms - 1)
+    assert await store.interrupt(iid) == before
 
 
 @pytest.mark.parametrize(

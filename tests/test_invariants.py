@@ -1,4 +1,4 @@
-"""Invariants 1, 2, 3 and 6 of the design, against real processes and real Redis."""
+"""Invariants 1, 2, 3 and 6 of docs/design.md, against real processes and real Redis."""
 
 from __future__ import annotations
 

@@ -17,6 +17,8 @@ import redis
 
 from broker.core import auth, links, signing
 from broker.core.codec import now_ms
+from broker.core.keys import Keys
+from broker.core.records import InterruptRecord
 from broker.core.settings import Settings
 from tests.flow import next_interrupt, start, wait_status
 from tests.harness import Broker, wait_until
@@ -79,10 +81,11 @@ def browser(linked: Broker) -> Iterator[httpx.Client]:
         yield c
 
 
-def _hash(redis_url: str, broker: Broker, interrupt_id: str) -> dict[str, str]:
+def _record(redis_url: str, broker: Broker, interrupt_id: str) -> InterruptRecord:
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        return dict(r.hgetall(f"{broker.env['BROKER_KEY_PREFIX']}:interrupt:{interrupt_id}"))
+        h = r.hgetall(Keys(broker.env["BROKER_KEY_PREFIX"]).interrupt(interrupt_id))
+        return InterruptRecord.from_hash(dict(h))
     finally:
         r.close()
 
@@ -92,7 +95,7 @@ def mint(
 ) -> dict[str, str]:
     """Fresh links for an interrupt, signed with the broker's secret: choice -> URL."""
     settings = Settings(link_secret=LINK_SECRET, public_url=broker.url)
-    minted = links.mint(settings, _hash(redis_url, broker, interrupt_id), now=now)
+    minted = links.mint(settings, _record(redis_url, broker, interrupt_id), now=now)
     return {link["choice"]: link["url"] for link in minted}
 
 

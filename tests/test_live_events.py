@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 
 from broker.core.keys import Keys
+from broker.core.records import RunRecord, RunStatus
 from broker.core.settings import Settings
 from broker.core.store import Store
 from tests.flow import next_interrupt, start, wait_status
@@ -51,6 +52,10 @@ async def sse_events(
             key, _, value = line.partition(": ")
             fields[key] = value
     return got, True
+
+
+def _run(run_id: str, thread_id: str, agent_id: str) -> RunRecord:
+    return RunRecord(id=run_id, thread_id=thread_id, agent_id=agent_id, status=RunStatus.RUNNING)
 
 
 def _stored(redis_url: str, broker: Broker, run_id: str) -> list[str]:
@@ -230,13 +235,12 @@ def test_a_slow_subscriber_is_dropped_and_the_others_keep_going(
                 assert json.loads(await c.recv())["type"] == "live"
             client = aioredis.Redis.from_url(redis_url, decode_responses=True)
             store = Store(client, Settings(redis_url=redis_url, key_prefix=prefix))
-            burst = {"id": "r-burst", "thread_id": "t", "agent_id": "busy"}
+            burst = _run("r-burst", "t", "busy")
             async with client.pipeline(transaction=True) as pipe:
                 for n in range(50):  # one atomic burst: the reader sees it in one batch
-                    await store.emit(pipe, "r-burst", store.event("run.started", burst, n=n))
+                    await store.emit(burst, "run.started", client=pipe, n=n)
                 await pipe.execute()
-            quiet = {"id": "r-quiet", "thread_id": "t2", "agent_id": "quiet"}
-            await store.emit(client, "r-quiet", store.event("run.started", quiet))
+            await store.emit(_run("r-quiet", "t2", "quiet"), "run.started")
             await client.aclose()
             msgs = []
             while True:

@@ -1,4 +1,4 @@
-"""Crashes and restarts: invariants 2, 3 and 7 with real processes.
+"""Crashes and restarts: invariants 2, 3 and 7 of docs/design.md, with real processes.
 
 - a worker killed in the middle of a resume: the run still resumes, exactly once;
 - an answer recorded but never queued (the API died in between): the reconciler resumes it;
@@ -19,9 +19,14 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from arq.connections import ArqRedis
 
+from broker.core import channel
+from broker.core.records import Channel
 from broker.core.settings import Settings
 from broker.core.store import Store
+from tests.faults import Faults
+from tests.faults import client as faulty
 from tests.flow import next_interrupt, pending, run_state, start, wait_status
 from tests.harness import Broker, delete_prefix, free_port, wait_until
 
@@ -104,15 +109,18 @@ def test_answer_recorded_but_never_queued_is_resumed_by_the_reconciler(
         target = next_interrupt(api, run["run_id"])
 
         async def record_only() -> None:
-            import redis.asyncio as aioredis
-
-            client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+            # the answer is recorded, then the API dies: the job never reaches Redis
+            faults = Faults()
+            client = faulty(redis_url, faults, decode_responses=True)
+            queue = faulty(redis_url, faults, cls=ArqRedis)
             try:
                 store = Store(client, Settings(redis_url=redis_url, key_prefix=prefix))
-                # what the API does before it queues the job; here no job is queued
-                await store.resolve(target["id"], "late", resolved_by=None, channel="rest")
+                faults.drop(lambda args: args[0] in ("WATCH", "PUBLISH"), times=None)
+                await channel.answer(store, queue, target["id"], "late", channel=Channel.REST)
+                assert not await client.exists(store.keys.queue)
             finally:
                 await client.aclose()
+                await queue.aclose()
 
         asyncio.run(record_only())
         done = wait_status(api, run["run_id"], "succeeded", "failed")

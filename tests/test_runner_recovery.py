@@ -1,8 +1,8 @@
 """The runner, the thread lock and the event follower under failure, on real Redis.
 
-These drive ``Runner``, ``thread_lock`` and ``follow_run`` in this process so a failure
-can be injected at an exact point; the end-to-end suites cover the same paths through
-real worker processes.
+These drive ``Runner``, ``thread_lock`` and ``follow_run`` in this process so a fault
+can be injected at an exact point, at the connection layer (tests/faults.py); the
+end-to-end suites cover the same paths through real worker processes.
 """
 
 from __future__ import annotations
@@ -13,16 +13,20 @@ from typing import Any, TypedDict
 
 import pytest
 import redis.asyncio as aioredis
+from arq.connections import ArqRedis
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from broker.api.events import EventHub, follow_run
-from broker.core import errors
+from broker.core import channel, errors
 from broker.core.keys import Keys
+from broker.core.records import Channel, InterruptStatus, RunRecord, RunStatus
 from broker.core.saver import RedisCheckpointSaver
 from broker.core.settings import Settings
 from broker.core.store import Store
+from tests.faults import Faults, evalsha_of, every_command
+from tests.faults import client as faulty
 from worker.locks import LockLost, thread_lock
 from worker.runner import Runner
 
@@ -62,65 +66,62 @@ def _graphs() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def rig(settings: Settings, redis_url: str) -> AsyncIterator[tuple[Store, Runner]]:
-    text = aioredis.Redis.from_url(redis_url, decode_responses=True)
+async def rig(
+    settings: Settings, redis_url: str, queue: ArqRedis
+) -> AsyncIterator[tuple[Store, Runner, Faults]]:
+    faults = Faults()
+    text = faulty(redis_url, faults, decode_responses=True)
     binary = aioredis.Redis.from_url(redis_url)
     store = Store(text, settings)
     saver = RedisCheckpointSaver(binary, Keys(settings.key_prefix))
-    yield store, Runner(store, _graphs(), saver, settings)
+    yield store, Runner(store, _graphs(), saver, settings), faults
+    faults.clear()
     await text.aclose()
     await binary.aclose()
 
 
-async def _pending(store: Store, run_id: str) -> list[dict[str, str]]:
-    return [h for h in await store.interrupt_hashes(run_id) if h["status"] == "pending"]
+async def _answer(store: Store, queue: ArqRedis, iid: str, value: Any) -> None:
+    await channel.answer(store, queue, iid, value, channel=Channel.REST)
 
 
 async def test_a_recovered_resume_never_answers_the_next_question(
-    rig: tuple[Store, Runner],
+    rig: tuple[Store, Runner, Faults], queue: ArqRedis
 ) -> None:
-    store, runner = rig
+    store, runner, faults = rig
     run = await store.create_run("two", None, {}, {})
-    rid = run["run_id"]
-    await runner.advance(rid, "start")
-    [step1] = await _pending(store, rid)
-    await store.resolve(step1["id"], True, resolved_by="alice", channel="rest")
+    await runner.advance(run.id, "start")
+    [step1] = await store.pending_interrupts(run.id)
+    await _answer(store, queue, step1.id, True)
 
-    # the attempt stops on step 2, then dies before recording it
-    real = runner.ledger.record_interrupted
-
-    async def crash(*args: Any, **kwargs: Any) -> list[str]:
-        raise RedisConnectionError("the worker died here")
-
-    runner.ledger.record_interrupted = crash  # type: ignore[method-assign]
+    # the attempt stops on step 2, then the worker dies: its record never reaches Redis
+    faults.drop(evalsha_of(store._scripts["record_interrupts"]))
     with pytest.raises(RedisConnectionError):
-        await runner.advance(rid, "resume")
-    runner.ledger.record_interrupted = real  # type: ignore[method-assign]
-    assert (await store.run_hash(rid))["status"] == "running"
+        await runner.advance(run.id, "resume")
+    assert (await store.run(run.id)).status == RunStatus.RUNNING
 
-    assert await runner.advance(rid, "recovery") == "recovered-interrupted"
-    [step2] = await _pending(store, rid)
-    assert step2["value"] == '{"type":"approval","content":"step 2"}'
-    await store.resolve(step2["id"], False, resolved_by="bob", channel="rest")
-    await runner.advance(rid, "resume-2")
-    done = await store.get_run(rid)
+    assert await runner.advance(run.id, "recovery") == "recovered-interrupted"
+    [step2] = await store.pending_interrupts(run.id)
+    assert step2.value == {"type": "approval", "content": "step 2"}
+    await _answer(store, queue, step2.id, False)
+    await runner.advance(run.id, "resume-2")
+    done = await store.get_run(run.id)
     assert done["status"] == "succeeded"
     assert done["output"]["values"]["log"] == ["step1=True", "step2=False"]
 
 
-async def test_a_failed_run_closes_its_open_interrupts(rig: tuple[Store, Runner]) -> None:
-    store, runner = rig
+async def test_a_failed_run_closes_its_open_interrupts(
+    rig: tuple[Store, Runner, Faults], queue: ArqRedis
+) -> None:
+    store, runner, _ = rig
     run = await store.create_run("fan", None, {}, {})
-    rid = run["run_id"]
-    await runner.advance(rid, "start")
-    by_branch = {h["value"]: h for h in await _pending(store, rid)}
-    a = by_branch['{"type":"approval","content":"branch a"}']
-    b = by_branch['{"type":"approval","content":"branch b"}']
-    await store.resolve(a["id"], 1, resolved_by=None, channel="rest")
-    assert await runner.advance(rid, "resume") == "failed"
-    assert (await store.interrupt_hash(b["id"]))["status"] == "cancelled"
+    await runner.advance(run.id, "start")
+    by_branch = {h.value["content"]: h for h in await store.pending_interrupts(run.id)}
+    a, b = by_branch["branch a"], by_branch["branch b"]
+    await _answer(store, queue, a.id, 1)
+    assert await runner.advance(run.id, "resume") == "failed"
+    assert (await store.interrupt(b.id)).status == InterruptStatus.CANCELLED
     with pytest.raises(errors.InterruptClosed):
-        await store.resolve(b["id"], 2, resolved_by=None, channel="rest")
+        await _answer(store, queue, b.id, 2)
     pending = await store.list_interrupts(
         status="pending",
         agent_id=None,
@@ -131,59 +132,52 @@ async def test_a_failed_run_closes_its_open_interrupts(rig: tuple[Store, Runner]
         cursor=None,
     )
     assert pending.items == []
-    types = [e["type"] for _, e in await store.run_events(rid)]
+    types = [e["type"] for _, e in await store.run_events(run.id)]
     assert types[-2:] == ["interrupt.cancelled", "run.failed"]  # the run's end comes last
 
 
-async def test_cancel_closes_interrupts_in_the_same_step(rig: tuple[Store, Runner]) -> None:
-    store, runner = rig
+async def test_cancel_closes_interrupts_in_the_same_step(
+    rig: tuple[Store, Runner, Faults], queue: ArqRedis
+) -> None:
+    store, runner, faults = rig
     run = await store.create_run("two", None, {}, {})
-    rid = run["run_id"]
-    await runner.advance(rid, "start")
-    [step1] = await _pending(store, rid)
-
-    async def answer() -> str:
-        try:
-            await store.resolve(step1["id"], True, resolved_by=None, channel="rest")
-        except errors.BrokerError as exc:
-            return exc.code
-        return "accepted"
-
-    results = await asyncio.gather(store.stop_run(rid, "cancelled"), answer())
-    interrupt_now = await store.interrupt_hash(step1["id"])
-    if results[1] == "accepted":
-        assert interrupt_now["status"] == "resolved"  # answered first, then cancelled
-    else:
-        assert results[1] == "interrupt_closed"
-        assert interrupt_now["status"] == "cancelled"
-    assert (await store.run_hash(rid))["status"] == "cancelled"
-    assert [e["type"] for _, e in await store.run_events(rid)][-1] == "run.cancelled"
-    with pytest.raises(errors.BrokerError):
-        await store.resolve(step1["id"], False, resolved_by=None, channel="rest")
+    await runner.advance(run.id, "start")
+    [step1] = await store.pending_interrupts(run.id)
+    # The canceller dies right after its first command reaches Redis: whatever that
+    # command did is all that happens. Only if the run's end and the interrupt's close
+    # are that one command do both hold now.
+    faults.lose_reply(lambda args: args[0] in ("EVALSHA", "EVAL", "MULTI", "HSET", "WATCH"))
+    with pytest.raises(RedisConnectionError):
+        await channel.cancel(store, queue, run.id)
+    assert faults.after[0][1] == 0  # the fault fired
+    assert (await store.run(run.id)).status == RunStatus.CANCELLED
+    assert (await store.interrupt(step1.id)).status == InterruptStatus.CANCELLED
+    assert await store.pending_interrupts(run.id) == []
+    with pytest.raises(errors.InterruptClosed):
+        await _answer(store, queue, step1.id, True)
+    assert [e["type"] for _, e in await store.run_events(run.id)][-2:] == [
+        "interrupt.cancelled",
+        "run.cancelled",
+    ]
 
 
 async def test_a_lock_that_cannot_be_renewed_stops_its_holder(redis_url: str, keys: Keys) -> None:
-    r = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    real_eval = r.eval
+    faults = Faults()
+    r = faulty(redis_url, faults, decode_responses=True)
     key = keys.thread_lock("t")
-
-    async def no_renewals(script: str, numkeys: int, *args: Any) -> Any:
-        if "PEXPIRE" in script:
-            raise RedisConnectionError("Redis unreachable for renewals")
-        return await real_eval(script, numkeys, *args)
-
-    r.eval = no_renewals  # type: ignore[method-assign]
     inside: list[str] = []
 
     async def holder() -> None:
         async with thread_lock(r, key, ttl_s=2, wait_s=1):
             inside.append("in")
+            faults.drop(every_command, times=None)  # Redis is unreachable from now on
             await asyncio.sleep(30)  # far longer than the lock lives
             inside.append("finished")
 
     with pytest.raises(LockLost):
         await holder()
     assert inside == ["in"]  # stopped before another worker could take the thread
+    faults.clear()
     await r.delete(key)
     await r.aclose()
 
@@ -195,7 +189,7 @@ async def test_a_follower_that_falls_behind_misses_nothing(
     store = Store(r, settings)
     hub = EventHub(r, store.keys.events, block_ms=100)
     await hub.start()
-    run = {"id": "r1", "thread_id": "t", "agent_id": "a"}
+    run = RunRecord(id="r1", thread_id="t", agent_id="a", status=RunStatus.RUNNING)
     got: list[int] = []
 
     async def follow() -> None:
@@ -218,10 +212,10 @@ async def test_a_follower_that_falls_behind_misses_nothing(
     for batch in range(20):
         async with r.pipeline(transaction=True) as pipe:  # bursts overflow the queue of 2
             for n in range(batch * 10, batch * 10 + 10):
-                await store.emit(pipe, "r1", store.event("message.delta", run, n=n))
+                await store.emit(run, "message.delta", client=pipe, n=n)
             await pipe.execute()
         await asyncio.sleep(0.01)
-    await store.emit(r, "r1", store.event("run.succeeded", run, n=200))
+    await store.emit(run, "run.succeeded", n=200)
     await asyncio.wait_for(follower, 30)
     assert got == list(range(201))
     await hub.stop()

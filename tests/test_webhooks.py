@@ -20,6 +20,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from broker.core import netguard, signing, webhooks
+from broker.core.records import RunRecord, RunStatus
 from broker.core.settings import Settings
 from broker.core.store import Store
 from tests.flow import next_interrupt, start, wait_status
@@ -353,8 +354,8 @@ async def test_events_a_dead_worker_left_pending_are_dispatched_by_another(
     k = store.keys
     sub = webhooks.Subscription(id="s", url="https://x.test/", secret=signing.new_secret())
     await aredis.xgroup_create(k.events, k.webhook_group, id="$", mkstream=True)
-    run = {"id": "r", "thread_id": "t", "agent_id": "a"}
-    await store.emit(aredis, "r", store.event("run.succeeded", run, output=None))
+    run = RunRecord(id="r", thread_id="t", agent_id="a", status=RunStatus.SUCCEEDED)
+    await store.emit(run, "run.succeeded", output=None)
     # a worker read the event, then died before acknowledging it
     await aredis.xreadgroup(k.webhook_group, "dead", {k.events: ">"}, count=10)
     monkeypatch.setattr(deliveries, "CLAIM_IDLE_MS", 0)

@@ -10,7 +10,20 @@ from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 
-from broker.core.scripts import RELEASE_LOCK, RENEW_LOCK
+# Renew and release only while the lock still holds this holder's token.
+RENEW_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 log = logging.getLogger("worker.locks")
 

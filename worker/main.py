@@ -28,7 +28,7 @@ from broker.core.keys import Keys
 from broker.core.saver import RedisCheckpointSaver
 from broker.core.settings import Settings, get_settings
 from broker.core.store import Store
-from worker import deadlines, deliveries
+from worker import deadlines, deliveries, reconciler
 from worker.locks import LockBusy, LockLost
 from worker.runner import AgentUnavailable, Runner
 
@@ -77,7 +77,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     ctx["background"] = [
         asyncio.create_task(_heartbeat(ctx)),
-        asyncio.create_task(_reconcile(ctx)),
+        asyncio.create_task(reconciler.loop(store, ctx["redis"], ctx["worker_id"])),
         asyncio.create_task(deadlines.loop(store, ctx["redis"], ctx["worker_id"])),
         asyncio.create_task(
             deliveries.dispatch_loop(store, ctx["redis"], ctx["worker_id"], webhook_config)
@@ -111,57 +111,6 @@ async def _heartbeat(ctx: dict[str, Any]) -> None:
             await store.r.zadd(store.keys.workers, {ctx["worker_id"]: now})
             await store.r.zremrangebyscore(store.keys.workers, "-inf", now - every * 6000)
         await asyncio.sleep(every)
-
-
-async def _reconcile(ctx: dict[str, Any]) -> None:
-    """Queues a job for every run whose work is overdue and whose thread is idle.
-
-    This is what makes an accepted answer resume even if the API died between
-    recording it and queueing its job, or a job was lost.
-    """
-    store: Store = ctx["store"]
-    s = store.settings
-    k = store.keys
-    while True:
-        await asyncio.sleep(s.reconcile_interval_s)
-        try:
-            if not await store.r.set(
-                k.reconciler_lock, ctx["worker_id"], nx=True, px=int(s.reconcile_interval_s * 1000)
-            ):
-                continue
-            await reconcile_once(store, ctx["redis"])
-        except Exception:
-            log.exception("reconciler pass failed")
-
-
-async def reconcile_once(store: Store, pool: Any, *, batch: int = 500) -> int:
-    """Queues a job for each overdue run that no worker holds; returns how many.
-
-    Each run looked at moves to the back of the due set (its score becomes now), so a
-    pass always reaches runs it has not seen lately, however many stay due for long.
-    """
-    s = store.settings
-    k = store.keys
-    now = now_ms()
-    cutoff = now - int(s.reconcile_grace_s * 1000)
-    due = await store.r.zrangebyscore(k.runs_due, "-inf", cutoff, 0, batch)
-    queued = 0
-    bucket = cutoff // max(int(s.reconcile_grace_s * 1000), 1)
-    for run_id in due:
-        run = await store.r.hgetall(k.run(run_id))
-        if not run:
-            await store.r.zrem(k.runs_due, run_id)
-            continue
-        await store.r.zadd(k.runs_due, {run_id: now}, xx=True)
-        if await store.r.exists(k.thread_lock(run["thread_id"])):
-            continue  # a worker is on it
-        job = await pool.enqueue_job("advance", run_id, _job_id=f"advance:{run_id}:rc{bucket}")
-        if job is not None:
-            queued += 1
-    if queued:
-        await store.r.publish(k.wake_channel, "1")
-        log.info("reconciler queued %d overdue runs", queued)
-    return queued
 
 
 class BrokerWorker(Worker):

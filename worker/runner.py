@@ -1,7 +1,8 @@
 """Executes a run's graph one attempt at a time and records where it stopped.
 
-A job only names the run. What to do is read from Redis under the thread lock, so a
-job delivered twice, a retry after a crash, and a reconciler's extra job all converge:
+A job only names the run. What to do is read from Redis under the thread lock, by the
+begin attempt transition, so a job delivered twice, a retry after a crash, and a
+reconciler's extra job all converge:
 - ``queued``: start the graph with the run's input;
 - ``interrupted`` with accepted answers not yet applied: resume with LangGraph's map
   from interrupt id to answer, by thread (never by checkpoint id, which would replay);
@@ -12,6 +13,7 @@ job delivered twice, a retry after a crash, and a reconciler's extra job all con
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 # the channel under which LangGraph stores resume values in a checkpoint's pending writes
@@ -19,12 +21,11 @@ from langgraph._internal._constants import RESUME
 from langgraph.types import Command
 from redis.exceptions import RedisError
 
-from broker.core import errors
-from broker.core.codec import loads
-from broker.core.records import TERMINAL_RUN_STATUSES
+from broker.core import expiry, schemas, shapes
+from broker.core.codec import now_ms
+from broker.core.records import InterruptRecord, RunRecord, RunStatus
 from broker.core.settings import Settings
-from broker.core.store import PendingInterrupt, Store
-from worker.ledger import RunLedger, unapplied
+from broker.core.store import Attempt, Store
 from worker.locks import thread_lock
 from worker.output import summarize
 from worker.stream import run_graph
@@ -46,7 +47,6 @@ class Runner:
         self, store: Store, graphs: dict[str, Any], saver: Any, settings: Settings
     ) -> None:
         self.store = store
-        self.ledger = RunLedger(store)
         self.saver = saver
         self.settings = settings
         self._graphs = {aid: g.copy(update={"checkpointer": saver}) for aid, g in graphs.items()}
@@ -57,108 +57,58 @@ class Runner:
         ``last_try``: arq will not deliver this job again, so a run this worker cannot
         execute is failed rather than left for another worker.
         """
-        try:
-            run = await self.store.run_hash(run_id)
-        except errors.RunNotFound:
+        k = self.store.keys
+        status, thread_id, agent_id = await self.store.r.hmget(
+            k.run(run_id), ["status", "thread_id", "agent_id"]
+        )
+        if status is None:
             return "unknown-run"
-        if run["status"] in TERMINAL_RUN_STATUSES:
-            await self.store.r.zrem(self.store.keys.runs_due, run_id)
+        if RunStatus(status).terminal:
+            await self.store.r.zrem(k.runs_due, run_id)
             return "finished"
+        graph = self._graphs.get(agent_id)
+        if graph is None and not last_try:
+            # the API knows the agent but this worker does not (a rolling deployment)
+            raise AgentUnavailable(agent_id)
         s = self.settings
         async with thread_lock(
             self.store.r,
-            self.store.keys.thread_lock(run["thread_id"]),
+            k.thread_lock(thread_id),
             ttl_s=s.thread_lock_ttl_s,
             wait_s=s.thread_lock_wait_s,
         ):
-            return await self._advance_locked(run_id, job_id, last_try)
+            return await self._advance_locked(run_id, thread_id, job_id, graph)
 
-    async def _advance_locked(self, run_id: str, job_id: str, last_try: bool) -> str:
-        run = await self.store.run_hash(run_id)
-        status = run["status"]
-        if status in TERMINAL_RUN_STATUSES:
-            await self.store.r.zrem(self.store.keys.runs_due, run_id)
-            return "finished"
-        answers = [h for h in await self.store.interrupt_hashes(run_id) if unapplied(h)]
-        if status == "interrupted" and not answers:
-            return "nothing-to-resume"  # a duplicate delivery, or an answer already applied
-        graph = self._graphs.get(run["agent_id"])
+    async def _advance_locked(self, run_id: str, thread_id: str, job_id: str, graph: Any) -> str:
+        config: dict[str, Any] = {"configurable": {"thread_id": thread_id}}
+        snapshot = await graph.aget_state(config) if graph is not None else None
+        current = _checkpoint_id(snapshot) if snapshot is not None else ""
+        begun = await self.store.begin_attempt(run_id, current, job_id)
+        if isinstance(begun, str):
+            return {"idle": "nothing-to-resume", "missing": "unknown-run"}.get(begun, begun)
+        run = begun.run
         if graph is None:
-            # the API knows the agent but this worker does not (a rolling deployment)
-            if not last_try:
-                raise AgentUnavailable(run["agent_id"])
-            if await self.ledger.begin(
-                run_id, expect=status, phase="start", base_checkpoint="", applying=[], job_id=job_id
-            ):
-                await self._fail(
-                    run, f"agent {run['agent_id']!r} is not registered on any worker", []
-                )
+            await self._fail(
+                run, f"agent {run.agent_id!r} is not registered on any worker", [], job_id
+            )
             return "failed"
-        config: dict[str, Any] = {
-            "configurable": {"thread_id": run["thread_id"]},
-            "metadata": {"run_id": run_id, "agent_id": run["agent_id"]},
-        }
-        snapshot = await graph.aget_state(config)
-        current = _checkpoint_id(snapshot)
-
-        if status == "queued":
-            if hasattr(self.saver, "apersist_thread"):
-                await self.saver.apersist_thread(run["thread_id"])
-            applying: list[str] = []
-            phase, base, expect, action = "start", current, "queued", "started"
-            command: Any = loads(run["input"])
-        elif status == "interrupted":
-            applying = [h["id"] for h in answers]
-            phase, base, expect, action = "resume", current, "interrupted", "resumed"
-            command = self._resume_command(answers)
-        elif status == "running":
-            # an earlier attempt died; what it left in the checkpoint says what to do
-            applying = loads(run.get("applying")) or []
-            phase, base = run.get("phase", "start"), run.get("base_checkpoint", "")
-            expect, action = "running", "recovered"
-            if int(run.get("attempts") or 0) >= self.settings.run_max_attempts:
-                if await self.ledger.begin(
-                    run_id,
-                    expect="running",
-                    phase=phase,
-                    base_checkpoint=base,
-                    applying=applying,
-                    job_id=job_id,
-                ):
-                    await self._fail(run, f"gave up after {run.get('attempts')} attempts", applying)
-                return "failed"
-            if current != base:
-                command = None  # it got past its first checkpoint: continue from there
-            elif phase == "resume":
-                # LangGraph stores the resume values before running the node: sending the
-                # map again would hand an answer to the node's next interrupt too
-                if await self._has_resume_writes(config):
-                    command = None
-                else:
-                    command = self._resume_command(await self.ledger.applying_answers(run))
-            else:
-                command = loads(run["input"])
-        else:
-            return f"unexpected-status-{status}"
-        begun = await self.ledger.begin(
-            run_id,
-            expect=expect,
-            phase=phase,
-            base_checkpoint=base,
-            applying=applying,
-            job_id=job_id,
-        )
-        if begun is None:
-            return "superseded"
+        config["metadata"] = {"run_id": run_id, "agent_id": run.agent_id}
+        applying = [h.id for h in begun.answers]
+        command, action = await self._command(begun, config, current)
+        if command == "give-up":
+            await self._fail(run, f"gave up after {run.attempts - 1} attempts", applying, job_id)
+            return "failed"
 
         async def publish(etype: str, **data: Any) -> None:
-            await self.store.emit(self.store.r, run_id, self.store.event(etype, run, **data))
+            await self.store.emit(run, etype, **data)
 
         try:
             if command is not None:
                 await run_graph(graph, command, config, publish)
-            elif snapshot.next and (
-                not snapshot.interrupts or await self._has_resume_writes(config)
+            elif (
+                snapshot is not None
+                and snapshot.next
+                and (not snapshot.interrupts or await self._has_resume_writes(config))
             ):
                 await run_graph(graph, None, config, publish)
             snapshot = await graph.aget_state(config)
@@ -170,42 +120,84 @@ class Runner:
             return "failed"
 
         if snapshot.interrupts:
-            pending = [
-                PendingInterrupt(i.id, i.value, getattr(i, "response_schema", None))
-                for i in snapshot.interrupts
-            ]
-            await self.ledger.record_interrupted(run_id, pending, applying, job_id=job_id)
+            pending = [self._record(run, i) for i in snapshot.interrupts]
+            await self.store.record_interrupts(run, pending, applying, job_id=job_id)
             return f"{action}-interrupted"
         if snapshot.next:
-            await self._fail(
-                run, f"graph stopped before its end at {list(snapshot.next)}", applying, job_id
-            )
+            message = f"graph stopped before its end at {list(snapshot.next)}"
+            await self._fail(run, message, applying, job_id)
             return "failed"
-        await self.ledger.record_finished(
+        await self.store.record_finish(
             run_id,
-            "succeeded",
+            RunStatus.SUCCEEDED,
             output=summarize(snapshot.values),
-            applying=applying,
+            applied=applying,
             job_id=job_id,
         )
-        await self._retain(run["thread_id"])
+        await self._retain(thread_id)
         return f"{action}-succeeded"
+
+    async def _command(
+        self, begun: Attempt, config: dict[str, Any], current: str
+    ) -> tuple[Any, str]:
+        """What to send the graph, and the name of what this attempt does."""
+        run = begun.run
+        if begun.prior == RunStatus.QUEUED:
+            if hasattr(self.saver, "apersist_thread"):
+                await self.saver.apersist_thread(run.thread_id)
+            return run.input, "started"
+        if begun.prior == RunStatus.INTERRUPTED:
+            return self._resume_command(begun.answers), "resumed"
+        # running: an earlier attempt died; what it left in the checkpoint says what to do
+        if run.attempts > self.settings.run_max_attempts:
+            return "give-up", "recovered"
+        if current != run.base_checkpoint:
+            return None, "recovered"  # it got past its first checkpoint: continue from there
+        if run.phase == "resume":
+            # LangGraph stores the resume values before running the node: sending the
+            # map again would hand an answer to the node's next interrupt too
+            if await self._has_resume_writes(config):
+                return None, "recovered"
+            return self._resume_command(begun.answers), "recovered"
+        return run.input, "recovered"
+
+    def _record(self, run: RunRecord, interrupt: Any) -> InterruptRecord:
+        """A new record for an interrupt the graph raised (kept only if it is new)."""
+        ts = now_ms()
+        value = interrupt.value
+        exp = expiry.policy(value, run.agent_id, shapes.interrupt_type(value), self.settings.expiry)
+        return InterruptRecord.new(
+            id=str(uuid.uuid4()),
+            lg_id=interrupt.id,
+            run_id=run.id,
+            thread_id=run.thread_id,
+            agent_id=run.agent_id,
+            value=value,
+            response_schema=schemas.declared_schema(
+                value, getattr(interrupt, "response_schema", None)
+            ),
+            created_ms=ts,
+            updated_ms=ts,
+            expires_at_ms=ts + int(exp.expires_in_s * 1000) if exp else None,
+            on_expire=exp.on_expire if exp else None,
+            expiry_default=exp.default if exp else None,
+        )
 
     async def _has_resume_writes(self, config: dict[str, Any]) -> bool:
         tup = await self.saver.aget_tuple(config)
         return tup is not None and any(w[1] == RESUME for w in tup.pending_writes or [])
 
     @staticmethod
-    def _resume_command(answers: list[dict[str, str]]) -> Command:
-        return Command(resume={h["lg_id"]: loads(h["resolution"])["value"] for h in answers})
+    def _resume_command(answers: list[InterruptRecord]) -> Command:
+        return Command(resume={h.lg_id: (h.resolution or {}).get("value") for h in answers})
 
     async def _fail(
-        self, run: dict[str, str], message: str, applying: list[str], job_id: str | None = None
+        self, run: RunRecord, message: str, applying: list[str], job_id: str | None = None
     ) -> None:
-        await self.ledger.record_finished(
-            run["id"], "failed", error={"message": message}, applying=applying, job_id=job_id
+        await self.store.record_finish(
+            run.id, RunStatus.FAILED, error={"message": message}, applied=applying, job_id=job_id
         )
-        await self._retain(run["thread_id"])
+        await self._retain(run.thread_id)
 
     async def _retain(self, thread_id: str) -> None:
         ttl = self.settings.checkpoint_ttl_s

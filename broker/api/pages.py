@@ -13,8 +13,7 @@ from typing import Any
 
 from fastapi.responses import HTMLResponse
 
-from broker.core.links import Choice
-from broker.core.schemas import is_hitl_request
+from broker.core.shapes import Choice, is_hitl_request
 
 HEADERS = {
     "Content-Security-Policy": (

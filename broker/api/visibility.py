@@ -7,20 +7,21 @@ key learns nothing about them.
 from __future__ import annotations
 
 from broker.core import auth, errors
+from broker.core.records import InterruptRecord, RunRecord
 from broker.core.store import Store
 
 
-async def run(store: Store, principal: auth.Principal, run_id: str) -> dict[str, str]:
-    """The run's hash, or RunNotFound for a run of an agent the key may not see."""
-    h = await store.run_hash(run_id)
-    if not principal.sees(h["agent_id"]):
+async def run(store: Store, principal: auth.Principal, run_id: str) -> RunRecord:
+    """The run, or RunNotFound for a run of an agent the key may not see."""
+    h = await store.run(run_id)
+    if not principal.sees(h.agent_id):
         raise errors.RunNotFound(f"no run with id {run_id!r}")
     return h
 
 
-async def interrupt(store: Store, principal: auth.Principal, interrupt_id: str) -> dict[str, str]:
-    """The interrupt's hash, or InterruptNotFound for one the key may not see."""
-    h = await store.interrupt_hash(interrupt_id)
-    if not principal.sees(h["agent_id"]):
+async def interrupt(store: Store, principal: auth.Principal, interrupt_id: str) -> InterruptRecord:
+    """The interrupt, or InterruptNotFound for one the key may not see."""
+    h = await store.interrupt(interrupt_id)
+    if not principal.sees(h.agent_id):
         raise errors.InterruptNotFound(f"no interrupt with id {interrupt_id!r}")
     return h

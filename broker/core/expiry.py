@@ -11,8 +11,9 @@ rule without ``agent`` or ``type`` matches any). The value wins over the configu
 ``on_expire`` says what the deadline does: ``resume`` applies ``default`` as the answer
 and resumes the run (the choice whenever a ``default`` is given), ``fail`` fails the run
 (the choice when there is no default), ``cancel`` cancels it. The worker's expiry pass
-makes the change with the EXPIRE script, which, like RESOLVE, only moves a pending
-interrupt: of a person's answer and the deadline, exactly one wins.
+makes the change with the expire transition (broker/core/channel.py), which, like
+resolve, only moves a pending interrupt: of a person's answer and the deadline,
+exactly one wins.
 """
 
 from __future__ import annotations
@@ -22,10 +23,6 @@ import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
-
-from broker.core import audit, errors, schemas
-from broker.core.codec import dumps, iso, loads, now_ms
-from broker.core.store import Store
 
 log = logging.getLogger("broker.core.expiry")
 
@@ -86,90 +83,3 @@ def policy(value: Any, agent_id: str, itype: str | None, config: str | None) -> 
         if agent in (None, agent_id) and rtype in (None, itype):
             return exp
     return None
-
-
-def fields(exp: Expiry, created_ms: int) -> dict[str, str]:
-    """The interrupt hash fields that record an expiry."""
-    return {
-        "expires_at_ms": str(created_ms + int(exp.expires_in_s * 1000)),
-        "on_expire": exp.on_expire,
-        "expiry_default": dumps(exp.default),
-    }
-
-
-async def expire(store: Store, interrupt_id: str, now: int | None = None) -> tuple[str, str]:
-    """Expires one interrupt if it is still pending and due: returns (outcome, on_expire).
-
-    outcome is "ok" when this call expired it; anything else means it changed nothing.
-    """
-    now = now or now_ms()
-    k = store.keys
-    h = await store.r.hgetall(k.interrupt(interrupt_id))
-    if not h:
-        await store.r.zrem(k.deadlines, interrupt_id)
-        return "gone", ""
-    on_expire = h.get("on_expire") or "fail"
-    resolution: dict[str, Any] | None = None
-    outcome = "expired"
-    if on_expire == "resume":
-        default = loads(h.get("expiry_default"))
-        try:
-            schemas.check_answer(loads(h.get("value")), loads(h.get("response_schema")), default)
-        except errors.InvalidAnswer as exc:
-            # never hand the graph an answer that breaks its own contract
-            log.error("interrupt %s: default answer is invalid (%s); failing", interrupt_id, exc)
-            on_expire, outcome = "fail", exc.code
-        else:
-            resolution = {
-                "value": default,
-                "resolved_by": "expiry",
-                "resolved_at": iso(now),
-                "channel": "expiry",
-                "key_id": None,
-            }
-            outcome = audit.ACCEPTED
-    run = {"id": h["run_id"], "thread_id": h["thread_id"], "agent_id": h["agent_id"]}
-    event = store.event(
-        "interrupt.expired",
-        run,
-        interrupt_id=interrupt_id,
-        type=h.get("type") or None,
-        on_expire=on_expire,
-        resolution=resolution,
-    )
-    entry = audit.entry(
-        actor="expiry",
-        key_id=None,
-        channel="expiry",
-        outcome=outcome,
-        payload_digest=audit.payload_sha256(resolution["value"]) if resolution else None,
-        at_ms=now,
-    )
-    s = store.settings
-    res = await store._expire(
-        keys=[
-            k.interrupt(interrupt_id),
-            *store.interrupt_indexes("pending", h),
-            *store.interrupt_indexes("expired", h),
-            k.interrupts_version,
-            k.runs_due,
-            k.events,
-            k.run_events(h["run_id"]),
-            k.run(h["run_id"]),
-            k.seq,
-            k.deadlines,
-            k.audit(interrupt_id),
-        ],
-        args=[
-            interrupt_id,
-            now,
-            dumps(resolution) if resolution else "",
-            event,
-            s.events_maxlen_global,
-            s.events_maxlen_run,
-            h["run_id"],
-            dumps(entry),
-            s.audit_max,
-        ],
-    )
-    return str(res[0]), on_expire

@@ -5,7 +5,38 @@ A key spelled out anywhere else is a bug: add it here instead.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# Key builders the store's Lua scripts use, generated from the methods below so that
+# every name still has one definition: Lua name -> (method or property, arity).
+_LUA_KEYS: dict[str, tuple[str, int]] = {
+    "K_SEQ": ("seq", 0),
+    "K_IVERSION": ("interrupts_version", 0),
+    "K_DEADLINES": ("deadlines", 0),
+    "K_RUNS": ("runs", 0),
+    "K_RUNS_DUE": ("runs_due", 0),
+    "K_EVENTS": ("events", 0),
+    "k_interrupt": ("interrupt", 1),
+    "k_istatus": ("interrupts_by_status", 1),
+    "k_iagent": ("interrupts_by_agent", 2),
+    "k_ithread": ("interrupts_by_thread", 2),
+    "k_itype": ("interrupts_by_type", 2),
+    "k_run_interrupts": ("run_interrupts", 1),
+    "k_run_open": ("run_open", 1),
+    "k_audit": ("audit", 1),
+    "k_run": ("run", 1),
+    "k_rstatus": ("runs_by_status", 1),
+    "k_ragent": ("runs_by_agent", 1),
+    "k_rthread": ("runs_by_thread", 1),
+    "k_thread_active": ("thread_active_run", 1),
+    "k_run_events": ("run_events", 1),
+}
+_MARK = re.compile("\x00(\\d)\x00")
+
+
+def _lua_str(text: str) -> str:
+    return '"' + "".join(c if c.isalnum() or c in ":_-./" else f"\\{ord(c)}" for c in text) + '"'
 
 
 @dataclass(frozen=True)
@@ -40,8 +71,12 @@ class Keys:
         return f"{self.prefix}:interrupts:{status}:type:{itype}"
 
     def run_interrupts(self, run_id: str) -> str:
-        """Every interrupt a run has raised, in order."""
+        """Every interrupt a run has raised, in order (for listing, never a hot path)."""
         return f"{self.prefix}:run:{run_id}:interrupts"
+
+    def run_open(self, run_id: str) -> str:
+        """The run's open interrupts: pending, or answered and not yet applied (by seq)."""
+        return f"{self.prefix}:run:{run_id}:open"
 
     def idempotency(self, interrupt_id: str, key_digest: str) -> str:
         return f"{self.prefix}:idem:{interrupt_id}:{key_digest}"
@@ -181,6 +216,25 @@ class Keys:
     def checkpoint_run(self, run_id: str) -> str:
         """Set of (thread id, namespace, checkpoint id) written by one run."""
         return f"{self.checkpoint_prefix()}:run:{self._cp_part(run_id)}"
+
+    def lua(self) -> str:
+        """Lua definitions of the key names the store's scripts build (see _LUA_KEYS)."""
+        lines = []
+        for lua_name, (attr, arity) in _LUA_KEYS.items():
+            if arity == 0:
+                lines.append(f"local {lua_name} = {_lua_str(getattr(self, attr))}")
+                continue
+            text = getattr(self, attr)(*(f"\x00{i}\x00" for i in range(arity)))
+            parts = _MARK.split(text)
+            # split() alternates literal text and argument numbers
+            expr = " .. ".join(
+                _lua_str(part) if n % 2 == 0 else f"a{part}"
+                for n, part in enumerate(parts)
+                if part or n % 2
+            )
+            args = ", ".join(f"a{i}" for i in range(arity))
+            lines.append(f"local function {lua_name}({args}) return {expr} end")
+        return "\n".join(lines)
 
     def all_for_prefix(self) -> str:
         """Glob matching every key under this prefix (for tests and tooling)."""

@@ -17,8 +17,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from broker.core import schemas
-from broker.core.codec import iso, loads, now_ms
+from broker.core import shapes
+from broker.core.codec import iso, now_ms
+from broker.core.records import InterruptRecord
 from broker.core.secret import HOW_TO_MAKE, weakness
 from broker.core.settings import Settings
 
@@ -46,15 +47,6 @@ class Claims:
     choice: str
     expires_ms: int
     nonce: str
-
-
-@dataclass(frozen=True)
-class Choice:
-    name: str
-    label: str
-    answer: Any = None
-    free: bool = False
-    """A form: the person types the answer."""
 
 
 def secret_key(settings: Settings) -> bytes | None:
@@ -106,54 +98,19 @@ def verify(key: bytes, token: str, now: int | None = None) -> Claims:
     return claims
 
 
-def choices(value: Any, itype: str | None) -> list[Choice]:
-    """The choices a person can make on an interrupt, by its kind."""
-    if schemas.is_hitl_request(value):
-        actions = value["action_requests"]
-        out = []
-        for kind, label, decision in (
-            ("approve", "Approve", {"type": "approve"}),
-            ("reject", "Reject", {"type": "reject", "message": "Rejected from an action link"}),
-        ):
-            if all(kind in schemas.allowed_decisions(value, a) for a in actions):
-                out.append(Choice(kind, label, {"decisions": [decision] * len(actions)}))
-        return out
-    slots = value.get("slots") if isinstance(value, dict) else None
-    if isinstance(slots, list) and slots and all(isinstance(s, dict) for s in slots):
-        out = [
-            Choice(
-                f"slot:{n}",
-                str(slot.get("label") or slot.get("iso")),
-                {"chosen_time": slot.get("iso"), "chosen_label": slot.get("label")},
-            )
-            for n, slot in enumerate(slots)
-        ]
-        return [*out, Choice("cancel", "None of these (cancel)", {"cancelled": True})]
-    if itype == "approval":
-        return [Choice("approve", "Approve", True), Choice("reject", "Reject", False)]
-    return [Choice("answer", "Answer", free=True)]
-
-
-def find_choice(h: dict[str, str], name: str) -> Choice | None:
-    for choice in choices(loads(h.get("value")), h.get("type") or None):
-        if choice.name == name:
-            return choice
-    return None
-
-
-def mint(settings: Settings, h: dict[str, str], now: int | None = None) -> list[dict[str, Any]]:
+def mint(settings: Settings, h: InterruptRecord, now: int | None = None) -> list[dict[str, Any]]:
     """A fresh link per choice of the interrupt ``h``; empty when links are off."""
     key = secret_key(settings)
     if key is None:
         return []
     now = now or now_ms()
     expires = now + settings.link_ttl_s * 1000
-    if h.get("expires_at_ms"):
-        expires = min(expires, int(h["expires_at_ms"]))
+    if h.expires_at_ms:
+        expires = min(expires, h.expires_at_ms)
     base = settings.public_url.rstrip("/")
     out = []
-    for choice in choices(loads(h.get("value")), h.get("type") or None):
-        claims = Claims(h["id"], choice.name, expires, secrets.token_urlsafe(16))
+    for choice in shapes.choices(h.value, h.type):
+        claims = Claims(h.id, choice.name, expires, secrets.token_urlsafe(16))
         out.append(
             {
                 "choice": choice.name,

@@ -23,6 +23,7 @@ from jsonschema.exceptions import SchemaError, best_match
 from jsonschema.validators import validator_for
 
 from broker.core import errors
+from broker.core.shapes import allowed_decisions, is_hitl_request
 
 log = logging.getLogger("broker.core.schemas")
 
@@ -78,22 +79,6 @@ def check_answer(value: Any, response_schema: Any, answer: Any) -> None:
                 raise _invalid(list(error.absolute_path), error.message)
     if is_hitl_request(value):
         check_decisions(value, answer)
-
-
-def is_hitl_request(value: Any) -> bool:
-    return (
-        isinstance(value, dict)
-        and isinstance(value.get("action_requests"), list)
-        and isinstance(value.get("review_configs"), list)
-    )
-
-
-def allowed_decisions(value: dict[str, Any], action: dict[str, Any]) -> list[str]:
-    """The decision types the review config of ``action`` allows."""
-    for config in value["review_configs"]:
-        if isinstance(config, dict) and config.get("action_name") == action.get("name"):
-            return [str(d) for d in config.get("allowed_decisions") or []]
-    return []
 
 
 def check_decisions(value: dict[str, Any], answer: Any) -> None:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from broker.core import links, signing
 from broker.core.codec import dumps, iso, loads, now_ms
 from broker.core.errors import validation_message
-from broker.core.records import interrupt_view
+from broker.core.records import InterruptRecord, InterruptStatus
 from broker.core.settings import Settings
 from broker.core.store import Store
 
@@ -165,7 +165,7 @@ async def payload(store: Store, eid: str, event: dict[str, Any]) -> dict[str, An
     if str(event.get("type", "")).startswith("interrupt.") and iid:
         h = await store.r.hgetall(store.keys.interrupt(iid))
         if h:
-            data["interrupt"] = interrupt_view(h)
+            data["interrupt"] = InterruptRecord.from_hash(h).view()
     return {"type": event.get("type"), "timestamp": iso(event.get("ts") or now_ms()), "data": data}
 
 
@@ -175,6 +175,7 @@ async def with_links(store: Store, body: dict[str, Any]) -> dict[str, Any]:
         return body
     iid = body["data"].get("interrupt_id")
     h = await store.r.hgetall(store.keys.interrupt(iid)) if iid else {}
-    if not h or h.get("status") != "pending":
+    if not h or h.get("status") != InterruptStatus.PENDING:
         return body
-    return {**body, "data": {**body["data"], "links": links.mint(store.settings, h)}}
+    minted = links.mint(store.settings, InterruptRecord.from_hash(h))
+    return {**body, "data": {**body["data"], "links": minted}}

@@ -1,9 +1,9 @@
 """One AG-UI request: start a run, resume one, or show where the thread stands.
 
-Every answer goes through ``Store.resolve`` (channel ``agui``), the same path as REST,
-so it is validated, recorded and applied exactly once. Unlike a graph driven in-process,
-a resume that names nothing pending is refused with RUN_ERROR rather than silently
-starting the graph over.
+Every answer goes through the channel contract (``channel.answer_many``, channel
+``agui``), the same path as REST, so it is validated, recorded and applied exactly
+once. Unlike a graph driven in-process, a resume that names nothing pending is refused
+with RUN_ERROR rather than silently starting the graph over.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from broker.api.agui.messages import new_input_messages, to_agui_messages
 from broker.api.agui.translate import Translator
 from broker.api.events import TERMINAL_EVENTS, EventHub, follow_run, last_id
 from broker.api.threads import ThreadStates
-from broker.core import auth, errors
+from broker.core import auth, channel, errors
 from broker.core.codec import dumps, iso, loads
-from broker.core.jobs import abort_job, enqueue_advance
-from broker.core.schemas import check_answer
+from broker.core.jobs import enqueue_advance
+from broker.core.records import Channel, InterruptRecord, RunRecord, RunStatus
 from broker.core.settings import Settings
 from broker.core.store import Store
 
@@ -108,10 +108,10 @@ class AguiSession:
         """The AG-UI events of this request; None marks a quiet spell (send a keep-alive)."""
         try:
             active = await self.store.active_run(self.thread_id)
-            if active and active["agent_id"] != self.agent_id:
+            if active and active.agent_id != self.agent_id:
                 other = (
-                    f"agent {active['agent_id']}"
-                    if self.principal.sees(active["agent_id"])
+                    f"agent {active.agent_id}"
+                    if self.principal.sees(active.agent_id)
                     else "another agent"
                 )
                 raise AguiError(
@@ -121,17 +121,18 @@ class AguiSession:
             if answers is not None:
                 run, cursor = await self._resume(active, answers)
             elif active is not None:
-                run, cursor = active, await last_id(self.store.r, self._stream(active["id"]))
+                cursor = await last_id(self.store.r, self._stream(active.id))
                 # re-read after taking the cursor: any later change has a later event id
-                run = await self.store.run_hash(active["id"])
-                if run["status"] == "interrupted" and await self._pending(run["id"]):
-                    yield self._started(run["id"])
-                    async for e in self._paused(run):
+                run = await self.store.run(active.id)
+                pending = await self.store.pending_interrupts(run.id)
+                if run.status == RunStatus.INTERRUPTED and pending:
+                    yield self._started(run.id)
+                    async for e in self._paused(pending):
                         yield e
                     return
-                if run["status"] in ("succeeded", "failed", "cancelled"):
-                    yield self._started(run["id"])
-                    async for e in self._finish(run["id"], run["status"], None):
+                if run.status.terminal:
+                    yield self._started(run.id)
+                    async for e in self._finish(run, None):
                         yield e
                     return
             else:
@@ -153,11 +154,11 @@ class AguiSession:
             yield self._error(exc.code, exc.message)
             return
 
-        yield self._started(run["id"])
+        yield self._started(run.id)
         if cursor != "0":
             async for e in self._snapshots():
                 yield e
-        async for maybe in self._follow(run["id"], cursor):
+        async for maybe in self._follow(run.id, cursor):
             yield maybe
 
     # -- the three ways in ------------------------------------------------------------
@@ -180,31 +181,30 @@ class AguiSession:
         return None
 
     async def _resume(
-        self, active: dict[str, str] | None, answers: list[tuple[str | None, str, Any]]
-    ) -> tuple[dict[str, str], str]:
+        self, active: RunRecord | None, answers: list[tuple[str | None, str, Any]]
+    ) -> tuple[RunRecord, str]:
         if active is None:
             raise AguiError(
                 "no_pending_interrupt",
                 f"thread {self.thread_id} has nothing waiting for an answer; "
                 "send the next message without a resume to start a new run",
             )
-        pending = await self._pending(active["id"])
+        pending = await self.store.pending_interrupts(active.id)
         if not pending:
             raise AguiError(
                 "no_pending_interrupt",
                 f"thread {self.thread_id} has no pending interrupt (it may have been answered "
                 "elsewhere); send the next request without a resume to follow the run",
             )
-        by_id = {h["id"]: h for h in pending} | {h["lg_id"]: h for h in pending}
-        chosen: list[tuple[dict[str, str], str, Any]] = []
+        by_id = {h.id: h for h in pending} | {h.lg_id: h for h in pending}
+        chosen: list[tuple[InterruptRecord, str, Any]] = []
         for iid, status, value in answers:
             if iid is None:
                 if len(pending) > 1:
                     raise AguiError(
                         "ambiguous_resume",
                         f"{len(pending)} interrupts are pending on this thread; answer each "
-                        "with a resume[] entry naming its id: "
-                        + ", ".join(h["id"] for h in pending),
+                        "with a resume[] entry naming its id: " + ", ".join(h.id for h in pending),
                     )
                 chosen.append((pending[0], status, value))
             elif iid in by_id:
@@ -213,44 +213,24 @@ class AguiSession:
                 raise AguiError(
                     "unknown_interrupt",
                     f"interrupt {iid} is not pending on thread {self.thread_id}; pending: "
-                    + ", ".join(h["id"] for h in pending),
+                    + ", ".join(h.id for h in pending),
                 )
-        cursor = await last_id(self.store.r, self._stream(active["id"]))
+        cursor = await last_id(self.store.r, self._stream(active.id))
         if any(status == "cancelled" for _, status, _ in chosen):
             # an abandoned question ends the run: the graph cannot continue without it
-            await self.store.cancel_run(active["id"])
-            await abort_job(self.queue, (await self.store.run_hash(active["id"])).get("job_id"))
+            await channel.cancel(self.store, self.queue, active.id)
             return active, cursor
-        # every answer is checked before any is recorded, so a bad one changes nothing;
-        # the bad one still goes through the store, which refuses and audits it
-        for h, _, value in chosen:
-            try:
-                check_answer(loads(h["value"]), loads(h.get("response_schema")), value)
-            except errors.InvalidAnswer:
-                await self._resolve(h, value)
-                raise
-        accepted = 0
-        try:
-            for h, _, value in chosen:
-                await self._resolve(h, value)
-                accepted += 1
-        finally:
-            if accepted:
-                await enqueue_advance(
-                    self.queue, self.store, active["id"], f"agui-{self.inp.run_id}"
-                )
+        await channel.answer_many(
+            self.store,
+            self.queue,
+            [(h, value) for h, _, value in chosen],
+            channel=Channel.AGUI,
+            principal=self.principal,
+            resolved_by=self.principal.key_id or "agui",
+        )
         return active, cursor
 
-    async def _resolve(self, h: dict[str, str], value: Any) -> None:
-        await self.store.resolve(
-            h["id"],
-            value,
-            resolved_by=self.principal.key_id or "agui",
-            channel="agui",
-            principal=self.principal,
-        )
-
-    async def _start_run(self) -> dict[str, str] | None:
+    async def _start_run(self) -> RunRecord | None:
         """Starts a run with the client's new messages; None when it sent none."""
         snap = await self.threads.snapshot(self.agent_id, self.thread_id)
         values = snap.values if snap is not None and isinstance(snap.values, dict) else {}
@@ -267,18 +247,15 @@ class AguiSession:
                 "actions": [t.model_dump(by_alias=True) for t in self.inp.tools or []],
                 "context": [c.model_dump(by_alias=True) for c in self.inp.context or []],
             }
-        view = await self.store.create_run(
+        run = await self.store.create_run(
             self.agent_id, self.thread_id, run_input, {"agui_run_id": self.inp.run_id}
         )
-        await enqueue_advance(self.queue, self.store, view["run_id"], "start")
-        return await self.store.run_hash(view["run_id"])
+        await enqueue_advance(self.queue, self.store, run.id, "start")
+        return run
 
     # -- following the run -------------------------------------------------------------
     def _stream(self, run_id: str) -> str:
         return self.store.keys.run_events(run_id)
-
-    async def _pending(self, run_id: str) -> list[dict[str, str]]:
-        return [h for h in await self.store.interrupt_hashes(run_id) if h["status"] == "pending"]
 
     async def _follow(self, run_id: str, cursor: str) -> AsyncIterator[BaseEvent | None]:
         translator = Translator()
@@ -300,30 +277,29 @@ class AguiSession:
                 yield e
             etype = event["type"]
             if etype == "run.interrupted":
-                run = await self.store.run_hash(run_id)
-                if run["status"] != "interrupted" or not await self._pending(run_id):
+                run = await self.store.run(run_id)
+                pending = await self.store.pending_interrupts(run_id)
+                if run.status != RunStatus.INTERRUPTED or not pending:
                     # every question is already answered: the resume is on its way
                     continue
                 for e in translator.close_all():
                     yield e
-                async for e in self._paused(run):
+                async for e in self._paused(pending):
                     yield e
                 return
             if etype in TERMINAL_EVENTS:
                 for e in translator.close_all():
                     yield e
-                async for e in self._finish(run_id, etype.split(".", 1)[1], event):
+                async for e in self._finish(await self.store.run(run_id), event):
                     yield e
                 return
 
-    async def _paused(self, run: dict[str, str]) -> AsyncIterator[BaseEvent]:
-        pending = await self._pending(run["id"])
+    async def _paused(self, pending: list[InterruptRecord]) -> AsyncIterator[BaseEvent]:
         async for e in self._snapshots():
             yield e
         for h in pending:
-            value = loads(h["value"])
             # JSON-encoded, except a plain string, which goes as it is (as ag-ui-langgraph)
-            encoded = value if isinstance(value, str) else h["value"]
+            encoded = h.value if isinstance(h.value, str) else dumps(h.value)
             yield CustomEvent(type=EventType.CUSTOM, name="on_interrupt", value=encoded)
         outcome = None
         if pending and self.outcome:
@@ -334,39 +310,37 @@ class AguiSession:
         yield self._finished(outcome)
 
     @staticmethod
-    def _outcome_interrupt(h: dict[str, str]) -> dict[str, Any]:
-        value = loads(h["value"])
-        message = value.get("content") if isinstance(value, dict) else None
+    def _outcome_interrupt(h: InterruptRecord) -> dict[str, Any]:
+        message = h.value.get("content") if isinstance(h.value, dict) else None
         entry: dict[str, Any] = {
-            "id": h["id"],
-            "reason": h.get("type") or "interrupt",
+            "id": h.id,
+            "reason": h.type or "interrupt",
             "metadata": {
-                "interrupt_id": h["lg_id"],
-                "run_id": h["run_id"],
-                "agent_id": h["agent_id"],
-                "value": value,
+                "interrupt_id": h.lg_id,
+                "run_id": h.run_id,
+                "agent_id": h.agent_id,
+                "value": h.value,
             },
         }
         if isinstance(message, str):
             entry["message"] = message
-        schema = loads(h.get("response_schema"))
-        if isinstance(schema, dict):
-            entry["responseSchema"] = schema
-        if h.get("expires_at_ms"):
-            entry["expiresAt"] = iso(h["expires_at_ms"])
+        if isinstance(h.response_schema, dict):
+            entry["responseSchema"] = h.response_schema
+        if h.expires_at_ms:
+            entry["expiresAt"] = iso(h.expires_at_ms)
         return entry
 
     async def _finish(
-        self, run_id: str, status: str, event: dict[str, Any] | None
+        self, run: RunRecord, event: dict[str, Any] | None
     ) -> AsyncIterator[BaseEvent]:
-        if status == "failed":
-            run = await self.store.run_hash(run_id)
-            err = loads(run.get("error")) or {}
+        if run.status == RunStatus.FAILED:
+            err = run.error if isinstance(run.error, dict) else {}
             yield self._error("run_failed", str(err.get("message") or "the run failed"))
             return
         async for e in self._snapshots():
             yield e
-        yield self._finished({"type": "cancelled" if status == "cancelled" else "success"})
+        cancelled = run.status == RunStatus.CANCELLED
+        yield self._finished({"type": "cancelled" if cancelled else "success"})
 
     async def _snapshots(self) -> AsyncIterator[BaseEvent]:
         snap = await self.threads.snapshot(self.agent_id, self.thread_id)

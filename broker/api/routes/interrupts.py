@@ -9,9 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from broker.api import visibility
 from broker.api.body import read_json
 from broker.api.deps import Principal, QueueDep, Reader, SettingsDep, StoreDep
-from broker.core import answers, audit, errors
-from broker.core.jobs import enqueue_advance
-from broker.core.records import interrupt_view
+from broker.core import audit, channel, errors
+from broker.core.records import Channel, InterruptStatus
 
 router = APIRouter(prefix="/interrupts", tags=["interrupts"])
 
@@ -30,7 +29,7 @@ async def list_interrupts(
     store: StoreDep,
     settings: SettingsDep,
     principal: Reader,
-    status: Literal["pending", "resolved", "expired", "cancelled"] = "pending",
+    status: InterruptStatus = InterruptStatus.PENDING,
     agent_id: str | None = None,
     type: str | None = None,
     thread_id: str | None = None,
@@ -68,7 +67,7 @@ async def list_interrupts(
 @router.get("/{interrupt_id}")
 async def get_interrupt(interrupt_id: str, store: StoreDep, principal: Reader) -> dict[str, Any]:
     """One interrupt, with its resolution once it has one."""
-    return interrupt_view(await visibility.interrupt(store, principal, interrupt_id))
+    return (await visibility.interrupt(store, principal, interrupt_id)).view()
 
 
 @router.get("/{interrupt_id}/audit")
@@ -93,15 +92,17 @@ async def resolve_interrupt(
         body = await read_json(request, Resolve, settings.max_answer_bytes)
     except errors.BrokerError as exc:
         # audited too: every attempt to answer is, whatever stopped it
-        await answers.refuse(store, interrupt_id, exc.code, channel="rest", principal=principal)
+        await channel.refuse(
+            store, interrupt_id, exc.code, channel=Channel.REST, principal=principal
+        )
         raise
-    resolved = await store.resolve(
+    return await channel.answer(
+        store,
+        queue,
         interrupt_id,
         body.value,
-        resolved_by=body.resolved_by,
-        channel="rest",
-        idempotency_key=idempotency_key,
+        channel=Channel.REST,
         principal=principal,
+        resolved_by=body.resolved_by,
+        idempotency_key=idempotency_key,
     )
-    await enqueue_advance(queue, store, resolved["run_id"], interrupt_id)
-    return resolved

@@ -15,9 +15,9 @@ from fastapi.responses import HTMLResponse
 
 from broker.api import pages
 from broker.api.deps import QueueDep, SettingsDep, StoreDep
-from broker.core import answers, auth, errors, links
-from broker.core.codec import loads, now_ms
-from broker.core.jobs import enqueue_advance
+from broker.core import auth, channel, errors, links, shapes
+from broker.core.codec import now_ms
+from broker.core.records import Channel, InterruptRecord, InterruptStatus
 from broker.core.schemas import declared_schema
 from broker.core.store import Store
 
@@ -25,10 +25,14 @@ router = APIRouter(prefix="/links", tags=["links"])
 _SUPERSEDED = (errors.AlreadyResolved, errors.InterruptClosed)
 
 
-async def _open(store: Store, key: bytes, token: str) -> tuple[links.Claims, dict[str, str]]:
+async def _open(
+    store: Store, key: bytes, token: str
+) -> tuple[links.Claims, InterruptRecord | None]:
     claims = links.verify(key, token)
-    h: dict[str, str] = await store.r.hgetall(store.keys.interrupt(claims.interrupt_id))
-    return claims, h
+    try:
+        return claims, await store.interrupt(claims.interrupt_id)
+    except errors.InterruptNotFound:
+        return claims, None
 
 
 @router.get("/{token}", response_class=HTMLResponse)
@@ -43,16 +47,16 @@ async def show_link(token: str, store: StoreDep, settings: SettingsDep) -> HTMLR
         return pages.notice(exc.reason)
     if await store.r.exists(store.keys.link_used(claims.nonce)):
         return pages.notice("used")
-    if not h:
+    if h is None:
         return pages.notice("gone")
-    if h["status"] != "pending":
-        return pages.notice("superseded", f"Its status is {h['status']}.")
-    if h.get("expires_at_ms") and int(h["expires_at_ms"]) <= now_ms():
+    if h.status != InterruptStatus.PENDING:
+        return pages.notice("superseded", f"Its status is {h.status}.")
+    if h.expires_at_ms and h.expires_at_ms <= now_ms():
         return pages.notice("expired")
-    choice = links.find_choice(h, claims.choice)
+    choice = shapes.find_choice(h.value, h.type, claims.choice)
     if choice is None:
         return pages.notice("tampered")
-    return pages.confirm(loads(h["value"]), h["agent_id"], choice, token)
+    return pages.confirm(h.value, h.agent_id, choice, token)
 
 
 @router.post("/{token}", response_class=HTMLResponse)
@@ -72,26 +76,30 @@ async def use_link(
         claims, h = await _open(store, key, token)
     except links.LinkInvalid as exc:
         if exc.claims is not None:
-            await answers.refuse(store, exc.claims.interrupt_id, "link_expired", channel="link")
+            await channel.refuse(
+                store, exc.claims.interrupt_id, "link_expired", channel=Channel.LINK
+            )
         return pages.notice(exc.reason)
-    if not h:
+    if h is None:
         return pages.notice("gone")
-    choice = links.find_choice(h, claims.choice)
+    choice = shapes.find_choice(h.value, h.type, claims.choice)
     if choice is None:
         return pages.notice("tampered")
     answer = _free_answer(h, form.get("answer", "")) if choice.free else choice.answer
     # the link is a capability for this one interrupt, and nothing else
     holder = auth.Principal(
-        key_id=None, scopes=frozenset({auth.RESOLVE}), agents=frozenset({h["agent_id"]})
+        key_id=None, scopes=frozenset({auth.RESOLVE}), agents=frozenset({h.agent_id})
     )
     try:
-        await store.resolve(
+        await channel.answer(
+            store,
+            queue,
             claims.interrupt_id,
             answer,
-            resolved_by=f"link:{choice.name}",
-            channel="link",
+            channel=Channel.LINK,
             principal=holder,
-            single_use=answers.SingleUse(claims.nonce, claims.expires_ms - now_ms() + 60_000),
+            resolved_by=f"link:{choice.name}",
+            single_use=channel.SingleUse(claims.nonce, claims.expires_ms - now_ms() + 60_000),
         )
     except errors.LinkUsed:
         return pages.notice("used")
@@ -103,7 +111,6 @@ async def use_link(
         return pages.notice("gone")
     except errors.BrokerError as exc:
         return pages.refused(exc.message)
-    await enqueue_advance(queue, store, h["run_id"], claims.interrupt_id)
     return pages.done(choice)
 
 
@@ -124,9 +131,9 @@ async def _form(request: Request, limit: int) -> dict[str, str] | None:
     return {k: v[0] for k, v in parsed.items()}
 
 
-def _free_answer(h: dict[str, str], text: str) -> Any:
+def _free_answer(h: InterruptRecord, text: str) -> Any:
     """A typed answer: JSON when the declared schema wants something other than text."""
-    schema = declared_schema(loads(h.get("value")), loads(h.get("response_schema")))
+    schema = declared_schema(h.value, h.response_schema)
     if schema is not None and schema.get("type") not in (None, "string"):
         try:
             return json.loads(text)

@@ -8,9 +8,12 @@ from fastapi.responses import PlainTextResponse
 from broker.api.deps import Reader, StoreDep
 from broker.core import auth, errors
 from broker.core.codec import now_ms
-from broker.core.records import INTERRUPT_STATUSES, RUN_STATUSES
+from broker.core.records import InterruptStatus, RunStatus
 
 router = APIRouter(tags=["health"])
+
+INTERRUPT_STATUSES = [s.value for s in InterruptStatus]
+RUN_STATUSES = [s.value for s in RunStatus]
 
 
 def _metric(lines: list[str], name: str, help_text: str, values: dict[str, float]) -> None:

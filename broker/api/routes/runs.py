@@ -8,9 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from broker.api import visibility
 from broker.api.body import read_json
 from broker.api.deps import QueueDep, Reader, RegistryDep, RunWriter, SettingsDep, StoreDep
-from broker.core import errors
-from broker.core.jobs import abort_job, enqueue_advance
-from broker.core.records import RUN_STATUSES
+from broker.core import channel, errors
+from broker.core.jobs import enqueue_advance
+from broker.core.records import RunStatus
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -48,8 +48,8 @@ async def start_run(
         if not await store.thread_agents(body.thread_id) <= principal.agents:
             raise errors.ThreadNotFound(f"no thread {body.thread_id!r} for this API key")
     run = await store.create_run(body.agent_id, body.thread_id, body.input, body.metadata)
-    await enqueue_advance(queue, store, run["run_id"], "start")
-    return {"run_id": run["run_id"], "thread_id": run["thread_id"], "status": run["status"]}
+    await enqueue_advance(queue, store, run.id, "start")
+    return {"run_id": run.id, "thread_id": run.thread_id, "status": run.status.value}
 
 
 @router.get("")
@@ -57,7 +57,7 @@ async def list_runs(
     store: StoreDep,
     settings: SettingsDep,
     principal: Reader,
-    status: Annotated[Literal[RUN_STATUSES] | None, Query()] = None,  # type: ignore[valid-type]
+    status: Annotated[RunStatus | None, Query()] = None,
     agent_id: str | None = None,
     thread_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -90,6 +90,4 @@ async def cancel_run(
 ) -> dict[str, Any]:
     """Stops a queued, running or interrupted run; its pending interrupts close."""
     await visibility.run(store, principal, run_id)
-    run = await store.cancel_run(run_id)
-    await abort_job(queue, (await store.run_hash(run_id)).get("job_id"))
-    return run
+    return await channel.cancel(store, queue, run_id)

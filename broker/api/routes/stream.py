@@ -52,7 +52,7 @@ async def run_events(
     cursor = last_event_id or since or "0"
     if not is_stream_id(cursor):
         raise errors.InvalidCursor(f"{cursor!r} is not an event id; send the id of an event")
-    if run["status"] in ("succeeded", "failed", "cancelled"):
+    if run.status.terminal:
         # a finished run whose terminal event was trimmed must not wait forever
         ends = await last_id(store.r, store.keys.run_events(run_id))
         if ends == "0" or not after(ends, cursor if cursor != "0" else "0-0"):

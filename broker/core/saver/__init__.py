@@ -65,7 +65,6 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
         self.redis = redis
         self.keys = keys
         self.ttl_s = ttl_s
-        self._track_script = redis.register_script(_TRACK)
 
     # -- serialization ---------------------------------------------------------------
     def _dump(self, value: Any) -> bytes:
@@ -78,7 +77,9 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
 
     async def _track(self, pipe: Pipeline, thread_id: str, written: list[str]) -> None:
         keys = [self.keys.checkpoint_thread_keys(thread_id), self.keys.checkpoint_threads]
-        await self._track_script(keys=[*keys, *written], args=[thread_id], client=pipe)
+        # EVAL rather than a registered script: a script in a pipeline makes redis-py send
+        # SCRIPT EXISTS before every write
+        pipe.eval(_TRACK, len(keys) + len(written), *keys, *written, thread_id)
 
     # -- reads -----------------------------------------------------------------------
     async def _ids(self, thread_id: str, ns: str, below: str | None, count: int) -> list[str]:

@@ -1,0 +1,87 @@
+"""Interrupt kinds and the choices a person has on each: the one definition that links,
+link pages and every other answer channel share.
+
+The kinds, by the interrupt's value:
+- a tool review (LangChain's ``HumanInTheLoopMiddleware``): ``action_requests`` and
+  ``review_configs``; answered with one decision per action;
+- a slot choice: ``slots``, a list of ``{label, iso}``; answered with the chosen slot or
+  ``{"cancelled": true}``;
+- an approval: ``type`` is ``"approval"``; answered with true or false;
+- anything else: a free answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+def is_hitl_request(value: Any) -> bool:
+    """Whether the value is a tool review request (``HumanInTheLoopMiddleware``)."""
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("action_requests"), list)
+        and isinstance(value.get("review_configs"), list)
+    )
+
+
+def interrupt_type(value: Any) -> str | None:
+    """The interrupt's type: ``value["type"]`` when it is a string, ``tool_approval`` for a
+    tool review, otherwise None."""
+    if isinstance(value, dict):
+        t = value.get("type")
+        if isinstance(t, str) and t:
+            return t
+    return "tool_approval" if is_hitl_request(value) else None
+
+
+def allowed_decisions(value: dict[str, Any], action: dict[str, Any]) -> list[str]:
+    """The decision types the review config of ``action`` allows."""
+    for config in value["review_configs"]:
+        if isinstance(config, dict) and config.get("action_name") == action.get("name"):
+            return [str(d) for d in config.get("allowed_decisions") or []]
+    return []
+
+
+@dataclass(frozen=True)
+class Choice:
+    name: str
+    label: str
+    answer: Any = None
+    free: bool = False
+    """A form: the person types the answer."""
+
+
+def choices(value: Any, itype: str | None) -> list[Choice]:
+    """The choices a person can make on an interrupt, by its kind."""
+    if is_hitl_request(value):
+        actions = value["action_requests"]
+        out = []
+        for kind, label, decision in (
+            ("approve", "Approve", {"type": "approve"}),
+            ("reject", "Reject", {"type": "reject", "message": "Rejected from an action link"}),
+        ):
+            if all(kind in allowed_decisions(value, a) for a in actions):
+                out.append(Choice(kind, label, {"decisions": [decision] * len(actions)}))
+        return out
+    slots = value.get("slots") if isinstance(value, dict) else None
+    if isinstance(slots, list) and slots and all(isinstance(s, dict) for s in slots):
+        out = [
+            Choice(
+                f"slot:{n}",
+                str(slot.get("label") or slot.get("iso")),
+                {"chosen_time": slot.get("iso"), "chosen_label": slot.get("label")},
+            )
+            for n, slot in enumerate(slots)
+        ]
+        return [*out, Choice("cancel", "None of these (cancel)", {"cancelled": True})]
+    if itype == "approval":
+        return [Choice("approve", "Approve", True), Choice("reject", "Reject", False)]
+    return [Choice("answer", "Answer", free=True)]
+
+
+def find_choice(value: Any, itype: str | None, name: str) -> Choice | None:
+    for choice in choices(value, itype):
+        if choice.name == name:
+            return choice
+    return None

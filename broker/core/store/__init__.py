@@ -1,0 +1,60 @@
+"""The store: the one state machine of runs and interrupts, on Redis.
+
+Every transition is one Lua script (broker/core/store/_lua.py), so a record, its indexes
+and its events always change in one atomic step; nothing outside this package writes
+run or interrupt state. A run keeps the set of its open interrupts (pending, or
+answered and not yet applied), so no hot path reads a run's past ones.
+
+Runs::
+
+    status       transition         -> status       emits
+    (none)       create run         -> queued       run.queued
+    queued       begin attempt      -> running      run.started
+    interrupted  begin attempt      -> running      run.resumed (needs unapplied answers)
+    running      begin attempt      -> running      (recovery of a dead attempt)
+    running      record interrupts  -> interrupted  interrupt.created, interrupt.cancelled,
+                                                    run.interrupted
+    running      record finish      -> succeeded    interrupt.cancelled, run.succeeded
+    running      record finish      -> failed       interrupt.cancelled, run.failed
+    unfinished   cancel             -> cancelled    interrupt.cancelled, run.cancelled
+    unfinished   cancel (as failed) -> failed       interrupt.cancelled, run.failed
+    interrupted  expire (fail)      -> failed       interrupt.expired, run.failed
+    interrupted  expire (cancel)    -> cancelled    interrupt.expired, run.cancelled
+
+Interrupts::
+
+    status       transition         -> status       emits
+    (none)       record interrupts  -> pending      interrupt.created
+    pending      resolve            -> resolved     interrupt.resolved
+    pending      expire             -> expired      interrupt.expired (with the default
+                                                    as its resolution, or none)
+    open         close              -> cancelled    interrupt.cancelled (its run ended, or
+                                                    the graph moved past it)
+    answered     mark applied       -> (same)       (leaves the run's open set)
+
+Resolve and expire accept only a pending interrupt of an unfinished run, before its
+deadline (resolve) or after it (expire): of racing answers and the deadline, one wins.
+Close and mark applied are steps of record interrupts, record finish, cancel and
+expire, never calls of their own. An unfinished run is queued, running or interrupted.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from broker.core.keys import Keys
+from broker.core.settings import Settings
+from broker.core.store.reads import Page, Reads, decode_cursor, encode_cursor
+from broker.core.store.transitions import Attempt, Transitions
+
+__all__ = ["Attempt", "Page", "Store", "decode_cursor", "encode_cursor"]
+
+
+class Store(Reads, Transitions):
+    """Runs, interrupts and their events, on Redis."""
+
+    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+        self.r = redis
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self._compile()

@@ -1,0 +1,396 @@
+"""The Lua of the state machine: one script per transition, over a shared prelude.
+
+Each script is compiled once per store with the key builders of broker/core/keys.py and
+the stream and audit caps baked in. ARGV[1] is always the caller's clock (ms). Keys a
+script derives from a record (its indexes, its run) are built with the key builders;
+``Touches`` lists them beside each script.
+"""
+
+from __future__ import annotations
+
+PRELUDE = """
+local NOW = ARGV[1]
+local TERMINAL = {succeeded = true, failed = true, cancelled = true}
+
+local function hgetall(key)
+  local flat = redis.call('HGETALL', key)
+  if #flat == 0 then return nil end
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+
+-- cjson encodes an empty table as an object
+local function json_ids(ids)
+  if #ids == 0 then return '[]' end
+  return cjson.encode(ids)
+end
+
+local function json_str(s)
+  if s == nil or s == '' then return 'null' end
+  return cjson.encode(s)
+end
+
+-- One event in the global stream and in its run's stream under the SAME id, so one id
+-- is a resume cursor in both. Global ids only grow, so the run stream accepts it.
+local function emit(run, etype, data)
+  local ev = '{"type":' .. cjson.encode(etype) .. ',"ts":' .. NOW
+    .. ',"run_id":' .. cjson.encode(run.id) .. ',"thread_id":' .. cjson.encode(run.thread_id)
+    .. ',"agent_id":' .. cjson.encode(run.agent_id) .. ',"data":' .. data .. '}'
+  local eid = redis.call('XADD', K_EVENTS, 'MAXLEN', '~', MAXLEN_GLOBAL, '*', 'event', ev)
+  redis.call('XADD', k_run_events(run.id), 'MAXLEN', '~', MAXLEN_RUN, eid, 'event', ev)
+  return eid
+end
+
+local function audit(iid, entry)
+  redis.call('RPUSH', k_audit(iid), entry)
+  redis.call('LTRIM', k_audit(iid), -AUDIT_MAX, -1)
+end
+
+local function interrupt_indexes(status, h)
+  local t = h.type
+  if t == nil or t == '' then t = '_' end  -- untyped ones share one type index
+  return {k_istatus(status), k_iagent(status, h.agent_id), k_ithread(status, h.thread_id),
+    k_itype(status, t)}
+end
+
+local function move_interrupt(h, from, to, score)
+  if from then
+    for _, key in ipairs(interrupt_indexes(from, h)) do redis.call('ZREM', key, h.id) end
+  end
+  for _, key in ipairs(interrupt_indexes(to, h)) do redis.call('ZADD', key, score, h.id) end
+end
+
+local function unapplied(h)
+  return (h.status == 'resolved' or h.status == 'expired')
+    and h.resolution ~= nil and h.resolution ~= '' and h.applied ~= '1'
+end
+
+local function open_interrupts(run_id)
+  local out = {}
+  for _, iid in ipairs(redis.call('ZRANGE', k_run_open(run_id), 0, -1)) do
+    local h = hgetall(k_interrupt(iid))
+    if h then table.insert(out, h) end
+  end
+  return out
+end
+
+-- Whether an attempt may record on the run: it is running, and (when the attempt says
+-- which job it is) no later attempt has taken it over since.
+local function owns(run, job_id)
+  return run ~= nil and run.status == 'running' and (job_id == '' or run.job_id == job_id)
+end
+
+local function set_run_status(run, status, fields)
+  redis.call('HSET', k_run(run.id), 'status', status, 'updated_ms', NOW, unpack(fields))
+  if run.status ~= status then
+    redis.call('ZREM', k_rstatus(run.status), run.id)
+    redis.call('ZADD', k_rstatus(status), tonumber(run.seq) or 0, run.id)
+  end
+  if TERMINAL[status] then
+    -- the thread is free for its next run
+    if redis.call('GET', k_thread_active(run.thread_id)) == run.id then
+      redis.call('DEL', k_thread_active(run.thread_id))
+    end
+    redis.call('ZREM', K_RUNS_DUE, run.id)
+    redis.call('DEL', k_run_open(run.id))
+  end
+  run.status = status
+end
+
+-- close: an open interrupt the run no longer waits for becomes cancelled
+local function close_interrupt(run, h)
+  redis.call('HSET', k_interrupt(h.id), 'status', 'cancelled', 'updated_ms', NOW)
+  move_interrupt(h, h.status, 'cancelled', tonumber(h.seq) or 0)
+  redis.call('ZREM', K_DEADLINES, h.id)
+  redis.call('ZREM', k_run_open(run.id), h.id)
+  emit(run, 'interrupt.cancelled',
+    '{"interrupt_id":' .. cjson.encode(h.id) .. ',"type":' .. json_str(h.type) .. '}')
+end
+
+-- mark applied: the graph has had these answers
+local function mark_applied(run_id, ids)
+  for _, iid in ipairs(ids) do
+    redis.call('HSET', k_interrupt(iid), 'applied', '1')
+    redis.call('ZREM', k_run_open(run_id), iid)
+  end
+end
+
+-- Ends an unfinished run: its pending interrupts close first, so a client reading the
+-- run's stream sees them close before the run ends.
+local function end_run(run, status, fields, data)
+  local closed = false
+  for _, h in ipairs(open_interrupts(run.id)) do
+    if h.status == 'pending' then
+      close_interrupt(run, h)
+      closed = true
+    end
+  end
+  if closed then redis.call('INCR', K_IVERSION) end
+  set_run_status(run, status, fields)
+  emit(run, 'run.' .. status, data)
+end
+"""
+
+# create run. ARGV: 2 run id, 3 thread id, 4 agent id, 5 run fields (flat JSON list),
+# 6 run.queued data. Touches: run, thread active, runs (all, status, agent, thread),
+# seq, runs due, events.
+CREATE_RUN = """
+local run = {id = ARGV[2], thread_id = ARGV[3], agent_id = ARGV[4]}
+local active = redis.call('GET', k_thread_active(run.thread_id))
+if active then return {'busy', active} end
+local seq = redis.call('INCR', K_SEQ)
+redis.call('HSET', k_run(run.id), 'seq', seq, unpack(cjson.decode(ARGV[5])))
+redis.call('SET', k_thread_active(run.thread_id), run.id)
+for _, key in ipairs({K_RUNS, k_rstatus('queued'), k_ragent(run.agent_id),
+    k_rthread(run.thread_id)}) do
+  redis.call('ZADD', key, seq, run.id)
+end
+redis.call('ZADD', K_RUNS_DUE, NOW, run.id)
+emit(run, 'run.queued', ARGV[6])
+return {'ok', tostring(seq)}
+"""
+
+# begin attempt. ARGV: 2 run id, 3 the thread's checkpoint id now, 4 job id.
+# queued -> running (start), interrupted with unapplied answers -> running (resume),
+# running -> running (recovery: phase, base and answers stay those of the attempt that
+# died). Returns {'ok', prior status, run hash, answer hashes...}.
+# Touches: run, runs by status, run open, its interrupts, runs due, events.
+BEGIN_ATTEMPT = """
+local run = hgetall(k_run(ARGV[2]))
+if not run then return {'missing'} end
+if TERMINAL[run.status] then
+  redis.call('ZREM', K_RUNS_DUE, run.id)
+  return {'finished', run.status}
+end
+local prior = run.status
+local answers, ids, fields = {}, {}, {}
+if prior == 'queued' then
+  fields = {'phase', 'start', 'base_checkpoint', ARGV[3], 'applying', '[]'}
+elseif prior == 'interrupted' then
+  for _, h in ipairs(open_interrupts(run.id)) do
+    if unapplied(h) then
+      table.insert(answers, redis.call('HGETALL', k_interrupt(h.id)))
+      table.insert(ids, h.id)
+    end
+  end
+  -- a duplicate delivery, or an answer already applied
+  if #ids == 0 then return {'idle'} end
+  fields = {'phase', 'resume', 'base_checkpoint', ARGV[3], 'applying', json_ids(ids)}
+elseif prior == 'running' then
+  for _, iid in ipairs(cjson.decode(run.applying or '[]')) do
+    local flat = redis.call('HGETALL', k_interrupt(iid))
+    if #flat > 0 then table.insert(answers, flat) end
+  end
+else
+  return {'unexpected', prior}
+end
+local attempts = tostring((tonumber(run.attempts) or 0) + 1)
+table.insert(fields, 'job_id')
+table.insert(fields, ARGV[4])
+table.insert(fields, 'attempts')
+table.insert(fields, attempts)
+set_run_status(run, 'running', fields)
+if prior == 'queued' then
+  emit(run, 'run.started', '{}')
+elseif prior == 'interrupted' then
+  emit(run, 'run.resumed', '{"interrupt_ids":' .. json_ids(ids) .. '}')
+end
+local out = {'ok', prior, redis.call('HGETALL', k_run(run.id))}
+for _, flat in ipairs(answers) do table.insert(out, flat) end
+return out
+"""
+
+# record interrupts. ARGV: 2 run id, 3 job id, 4 applied ids (JSON), 5 the interrupts the
+# graph stopped on (JSON list of {lg_id, id, type, fields, deadline, data}).
+# An interrupt raised again while its record is open keeps that record; open ones not
+# raised again close; the rest are new. Returns {'ok', new ids...}.
+# Touches: run, runs by status, run open, run interrupts, interrupts and their indexes,
+# deadlines, seq, interrupts version, runs due, events.
+RECORD_INTERRUPTS = """
+local run = hgetall(k_run(ARGV[2]))
+if not owns(run, ARGV[3]) then return {'not_owner'} end
+mark_applied(run.id, cjson.decode(ARGV[4]))
+local open = open_interrupts(run.id)
+local open_by_lg = {}
+for _, h in ipairs(open) do open_by_lg[h.lg_id] = h end
+local raised, waiting, new_ids, due = {}, {}, {}, false
+for _, c in ipairs(cjson.decode(ARGV[5])) do
+  raised[c.lg_id] = true
+  local h = open_by_lg[c.lg_id]
+  if h then
+    if h.status == 'pending' then
+      table.insert(waiting, h.id)
+    elseif unapplied(h) then
+      due = true
+    end
+  else
+    local seq = redis.call('INCR', K_SEQ)
+    redis.call('HSET', k_interrupt(c.id), 'seq', seq, unpack(c.fields))
+    redis.call('ZADD', k_run_interrupts(run.id), seq, c.id)
+    redis.call('ZADD', k_run_open(run.id), seq, c.id)
+    move_interrupt({id = c.id, agent_id = run.agent_id, thread_id = run.thread_id, type = c.type},
+      nil, 'pending', seq)
+    if c.deadline > 0 then redis.call('ZADD', K_DEADLINES, c.deadline, c.id) end
+    emit(run, 'interrupt.created', c.data)
+    table.insert(new_ids, c.id)
+  end
+end
+for _, h in ipairs(open) do
+  -- the graph moved past it without an answer (e.g. an edited state)
+  if not raised[h.lg_id] then close_interrupt(run, h) end
+end
+redis.call('INCR', K_IVERSION)
+set_run_status(run, 'interrupted', {'applying', '[]'})
+if due then
+  redis.call('ZADD', K_RUNS_DUE, 'NX', NOW, run.id)
+else
+  redis.call('ZREM', K_RUNS_DUE, run.id)
+end
+for _, iid in ipairs(new_ids) do table.insert(waiting, iid) end
+emit(run, 'run.interrupted', '{"interrupt_ids":' .. json_ids(waiting) .. '}')
+local out = {'ok'}
+for _, iid in ipairs(new_ids) do table.insert(out, iid) end
+return out
+"""
+
+# record finish. ARGV: 2 run id, 3 job id, 4 status (succeeded or failed), 5 applied ids
+# (JSON), 6 run fields (flat JSON list: output or error), 7 event data.
+# Touches: run, runs by status, thread active, run open, open interrupts and their
+# indexes, deadlines, interrupts version, runs due, events.
+RECORD_FINISH = """
+local run = hgetall(k_run(ARGV[2]))
+if not owns(run, ARGV[3]) then return {'not_owner'} end
+mark_applied(run.id, cjson.decode(ARGV[5]))
+local fields = cjson.decode(ARGV[6])
+table.insert(fields, 'applying')
+table.insert(fields, '[]')
+end_run(run, ARGV[4], fields, ARGV[7])
+return {'ok'}
+"""
+
+# cancel (or fail from outside the attempt). ARGV: 2 run id, 3 status (cancelled or
+# failed), 4 run fields (flat JSON list), 5 event data. Returns {'ok', job id} so the
+# caller can stop the attempt executing it. Touches: as record finish.
+CANCEL = """
+local run = hgetall(k_run(ARGV[2]))
+if not run then return {'missing'} end
+if TERMINAL[run.status] then return {'finished', run.status} end
+local fields = cjson.decode(ARGV[4])
+table.insert(fields, 'cancel_requested')
+table.insert(fields, '1')
+end_run(run, ARGV[3], fields, ARGV[5])
+return {'ok', run.job_id or ''}
+"""
+
+# resolve. KEYS: 1 idempotency key, 2 single-use nonce key. ARGV: 2 interrupt id,
+# 3 resolution, 4 event data, 5 response to keep for a retry, 6 idempotency payload
+# digest ('' when no key), 7 idempotency ttl ms, 8 audit entry, 9 nonce ('' when none),
+# 10 nonce ttl ms. Touches: the interrupt and its indexes, its run, seq, deadlines,
+# interrupts version, runs due, events, audit.
+RESOLVE = """
+local iid = ARGV[2]
+if ARGV[6] ~= '' then
+  local prior = redis.call('GET', KEYS[1])
+  if prior then return {'idempotent', prior} end
+end
+local h = hgetall(k_interrupt(iid))
+if not h then return {'not_found'} end
+if ARGV[9] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return {'used'} end
+if h.status ~= 'pending' then return {'conflict', h.status, h.resolution or ''} end
+-- an interrupt of a run that has ended takes no answer (closing them is the same step)
+if TERMINAL[redis.call('HGET', k_run(h.run_id), 'status')] then
+  return {'conflict', 'cancelled', ''}
+end
+if h.expires_at_ms and h.expires_at_ms ~= '' and tonumber(h.expires_at_ms) <= tonumber(NOW) then
+  return {'expired', h.expires_at_ms}
+end
+local seq = redis.call('INCR', K_SEQ)
+redis.call('HSET', k_interrupt(iid), 'status', 'resolved', 'resolution', ARGV[3],
+  'updated_ms', NOW, 'resolved_seq', seq)
+move_interrupt(h, 'pending', 'resolved', seq)
+redis.call('INCR', K_IVERSION)
+redis.call('ZADD', K_RUNS_DUE, 'NX', NOW, h.run_id)
+redis.call('ZREM', K_DEADLINES, iid)
+emit({id = h.run_id, thread_id = h.thread_id, agent_id = h.agent_id}, 'interrupt.resolved', ARGV[4])
+if ARGV[6] ~= '' then redis.call('SET', KEYS[1], ARGV[5], 'PX', ARGV[7]) end
+if ARGV[9] ~= '' then redis.call('SET', KEYS[2], iid, 'PX', ARGV[10]) end
+audit(iid, ARGV[8])
+return {'ok'}
+"""
+
+# expire: the deadline passed with no answer. With a default, it is recorded as the
+# resolution and the run is due, as a person's answer would be; otherwise the run ends
+# (failed or cancelled) in the same step. A person's answer racing this finds the
+# status no longer pending (or the deadline past), so exactly one wins.
+# ARGV: 2 interrupt id, 3 resolution ('' when none), 4 run end status ('' when it
+# resumes), 5 event data, 6 audit entry, 7 run fields when it ends (flat JSON list),
+# 8 run end event data. Returns {'ok', run id, job id}.
+# Touches: the interrupt and its indexes, its run (as record finish), seq, deadlines,
+# interrupts version, runs due, events, audit.
+EXPIRE = """
+local iid = ARGV[2]
+local h = hgetall(k_interrupt(iid))
+if not h then
+  redis.call('ZREM', K_DEADLINES, iid)
+  return {'gone'}
+end
+if h.status ~= 'pending' then
+  redis.call('ZREM', K_DEADLINES, iid)
+  return {'closed', h.status}
+end
+if not h.expires_at_ms or h.expires_at_ms == '' or tonumber(h.expires_at_ms) > tonumber(NOW) then
+  return {'not_due'}
+end
+local run = hgetall(k_run(h.run_id)) or {id = h.run_id, thread_id = h.thread_id,
+  agent_id = h.agent_id}
+local seq = redis.call('INCR', K_SEQ)
+redis.call('HSET', k_interrupt(iid), 'status', 'expired', 'updated_ms', NOW, 'resolved_seq', seq)
+if ARGV[3] ~= '' then
+  redis.call('HSET', k_interrupt(iid), 'resolution', ARGV[3])
+  redis.call('ZADD', K_RUNS_DUE, 'NX', NOW, run.id)
+else
+  redis.call('ZREM', k_run_open(run.id), iid)
+end
+move_interrupt(h, 'pending', 'expired', seq)
+redis.call('INCR', K_IVERSION)
+redis.call('ZREM', K_DEADLINES, iid)
+emit(run, 'interrupt.expired', ARGV[5])
+audit(iid, ARGV[6])
+if ARGV[4] ~= '' and run.status and not TERMINAL[run.status] then
+  local fields = cjson.decode(ARGV[7])
+  table.insert(fields, 'cancel_requested')
+  table.insert(fields, '1')
+  end_run(run, ARGV[4], fields, ARGV[8])
+end
+return {'ok', run.id, run.job_id or ''}
+"""
+
+# Appends one event (a message or tool-call delta) to the global and run streams.
+# ARGV: 2 run id, 3 thread id, 4 agent id, 5 event type, 6 event data.
+EMIT = """
+return emit({id = ARGV[2], thread_id = ARGV[3], agent_id = ARGV[4]}, ARGV[5], ARGV[6])
+"""
+
+TRANSITIONS = {
+    "create_run": CREATE_RUN,
+    "begin_attempt": BEGIN_ATTEMPT,
+    "record_interrupts": RECORD_INTERRUPTS,
+    "record_finish": RECORD_FINISH,
+    "cancel": CANCEL,
+    "resolve": RESOLVE,
+    "expire": EXPIRE,
+    "emit": EMIT,
+}
+
+
+def compile_script(
+    body: str, key_defs: str, *, maxlen_global: int, maxlen_run: int, audit_max: int
+) -> str:
+    """One transition's full source: key builders, caps, the prelude, then its body."""
+    caps = (
+        f"local MAXLEN_GLOBAL = {int(maxlen_global)}\n"
+        f"local MAXLEN_RUN = {int(maxlen_run)}\n"
+        f"local AUDIT_MAX = {int(audit_max)}\n"
+    )
+    return f"{key_defs}\n{caps}{PRELUDE}\n{body}"

@@ -1,0 +1,264 @@
+"""The transitions of runs and interrupts: each is one call of its Lua script."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from broker.core import errors
+from broker.core.codec import dumps, now_ms
+from broker.core.keys import Keys
+from broker.core.records import InterruptRecord, RunRecord, RunStatus
+from broker.core.settings import Settings
+from broker.core.store._lua import TRANSITIONS, compile_script
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What begin attempt hands the worker: the run as it now is, the status it was in
+    before, and the answers this attempt applies."""
+
+    run: RunRecord
+    prior: RunStatus
+    answers: list[InterruptRecord]
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _flat(fields: dict[str, str]) -> str:
+    return dumps([x for kv in fields.items() for x in kv])
+
+
+class Transitions:
+    """The store's writers. No other module writes run or interrupt state."""
+
+    r: aioredis.Redis
+    keys: Keys
+    settings: Settings
+
+    def _compile(self) -> None:
+        s = self.settings
+        defs = self.keys.lua()
+        self._scripts = {
+            name: self.r.register_script(
+                compile_script(
+                    body,
+                    defs,
+                    maxlen_global=s.events_maxlen_global,
+                    maxlen_run=s.events_maxlen_run,
+                    audit_max=s.audit_max,
+                )
+            )
+            for name, body in TRANSITIONS.items()
+        }
+
+    async def _call(self, name: str, args: list[Any], keys: list[str] | None = None) -> Any:
+        return await self._scripts[name](keys=keys or [], args=[now_ms(), *args])
+
+    async def create_run(
+        self, agent_id: str, thread_id: str | None, input: Any, metadata: dict[str, Any]
+    ) -> RunRecord:
+        ts = now_ms()
+        run = RunRecord(
+            id=str(uuid.uuid4()),
+            thread_id=thread_id or str(uuid.uuid4()),
+            agent_id=agent_id,
+            status=RunStatus.QUEUED,
+            input=input,
+            metadata=metadata,
+            created_ms=ts,
+            updated_ms=ts,
+        )
+        res = await self._call(
+            "create_run",
+            [run.id, run.thread_id, agent_id, _flat(run.to_hash()), dumps({"input": input})],
+        )
+        if res[0] == "busy":
+            raise errors.ThreadBusy(
+                f"thread {run.thread_id} already has an active run {res[1]}; answer or cancel "
+                "it first, or start the run on another thread",
+                active_run_id=res[1],
+            )
+        return run
+
+    async def begin_attempt(self, run_id: str, checkpoint_id: str, job_id: str) -> Attempt | str:
+        """Marks the run running for one attempt; a string says why not (``missing``,
+        ``finished``, ``idle``: nothing to apply)."""
+        res = await self._call("begin_attempt", [run_id, checkpoint_id, job_id])
+        if res[0] != "ok":
+            return str(res[0])
+        return Attempt(
+            run=RunRecord.from_hash(_pairs(res[2])),
+            prior=RunStatus(res[1]),
+            answers=[InterruptRecord.from_hash(_pairs(flat)) for flat in res[3:]],
+        )
+
+    async def record_interrupts(
+        self,
+        run: RunRecord,
+        pending: list[InterruptRecord],
+        applied: list[str],
+        *,
+        job_id: str | None = None,
+    ) -> list[str]:
+        """Records the interrupts the graph stopped on; returns the ids of new records."""
+        candidates = [
+            {
+                "lg_id": p.lg_id,
+                "id": p.id,
+                "type": p.type or "",
+                "fields": [x for kv in p.to_hash().items() for x in kv],
+                "deadline": p.expires_at_ms or 0,
+                "data": dumps({"interrupt_id": p.id, "value": p.value, "type": p.type}),
+            }
+            for p in pending
+        ]
+        res = await self._call(
+            "record_interrupts", [run.id, job_id or "", dumps(applied), dumps(candidates)]
+        )
+        return [str(i) for i in res[1:]] if res[0] == "ok" else []
+
+    async def record_finish(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        output: Any = None,
+        error: Any = None,
+        applied: list[str],
+        job_id: str | None = None,
+    ) -> bool:
+        """Records the run's end and closes any interrupt still pending; False when the
+        run was cancelled meanwhile, or a later attempt owns it."""
+        fields: dict[str, str] = {}
+        if output is not None:
+            fields["output"] = dumps(output)
+        if error is not None:
+            fields["error"] = dumps(error)
+        data = {"error": error} if error is not None else {"output": output}
+        res = await self._call(
+            "record_finish",
+            [run_id, job_id or "", status.value, dumps(applied), _flat(fields), dumps(data)],
+        )
+        return bool(res[0] == "ok")
+
+    async def stop_run(self, run_id: str, status: RunStatus, error: Any = None) -> str | None:
+        """Ends an unfinished run as ``cancelled`` or ``failed``; its pending interrupts
+        close in the same step. Returns the job id of the attempt running it, if any."""
+        fields = {"error": dumps(error)} if error is not None else {}
+        data = {"error": error} if error is not None else {}
+        res = await self._call("cancel", [run_id, status.value, _flat(fields), dumps(data)])
+        if res[0] == "missing":
+            raise errors.RunNotFound(f"no run with id {run_id!r}")
+        if res[0] == "finished":
+            raise errors.RunFinished(
+                f"run {run_id} already finished with status {res[1]}", status=res[1]
+            )
+        return str(res[1]) or None
+
+    async def resolve_script(
+        self,
+        interrupt_id: str,
+        *,
+        resolution: dict[str, Any],
+        event: dict[str, Any],
+        response: dict[str, Any],
+        idempotency: tuple[str, str] | None,
+        audit_entry: dict[str, Any],
+        single_use: tuple[str, int] | None,
+    ) -> list[Any]:
+        """The raw resolve transition; broker/core/channel.py interprets its outcome.
+
+        ``idempotency`` is (key digest, payload digest); ``single_use`` (nonce, ttl ms).
+        """
+        k = self.keys
+        idem_key = k.idempotency(interrupt_id, idempotency[0] if idempotency else "_")
+        nonce_key = k.link_used(single_use[0] if single_use else "_")
+        payload_digest = idempotency[1] if idempotency else ""
+        res: list[Any] = await self._call(
+            "resolve",
+            [
+                interrupt_id,
+                dumps(resolution),
+                dumps(event),
+                dumps({"digest": payload_digest, "body": response}),
+                payload_digest,
+                self.settings.idempotency_ttl_s * 1000,
+                dumps(audit_entry),
+                single_use[0] if single_use else "",
+                max(single_use[1], 1000) if single_use else 0,
+            ],
+            keys=[idem_key, nonce_key],
+        )
+        return res
+
+    async def expire_script(
+        self,
+        interrupt_id: str,
+        *,
+        resolution: dict[str, Any] | None,
+        end_status: RunStatus | None,
+        event: dict[str, Any],
+        audit_entry: dict[str, Any],
+        error: Any = None,
+        now: int | None = None,
+    ) -> tuple[str, str, str | None]:
+        """The raw expire transition: (outcome, run id, job id of a stopped attempt)."""
+        fields = {"error": dumps(error)} if error is not None else {}
+        end_data = {"error": error} if error is not None else {}
+        res = await self._scripts["expire"](
+            keys=[],
+            args=[
+                now or now_ms(),
+                interrupt_id,
+                dumps(resolution) if resolution is not None else "",
+                end_status.value if end_status else "",
+                dumps(event),
+                dumps(audit_entry),
+                _flat(fields),
+                dumps(end_data),
+            ],
+        )
+        if res[0] != "ok":
+            return str(res[0]), "", None
+        return "ok", str(res[1]), str(res[2]) or None
+
+    async def overdue_runs(self, cutoff: int, now: int, batch: int) -> list[str]:
+        """Runs due since before ``cutoff`` whose thread no worker holds. Each run looked at
+        moves to the back of the due set, so later passes reach the others."""
+        k = self.keys
+        due: list[str] = await self.r.zrangebyscore(k.runs_due, "-inf", cutoff, 0, batch)
+        if not due:
+            return []
+        async with self.r.pipeline(transaction=False) as pipe:
+            for run_id in due:
+                pipe.hget(k.run(run_id), "thread_id")
+            threads = await pipe.execute()
+        async with self.r.pipeline(transaction=False) as pipe:
+            for run_id, thread_id in zip(due, threads, strict=True):
+                if thread_id is None:
+                    pipe.zrem(k.runs_due, run_id)
+                else:
+                    pipe.zadd(k.runs_due, {run_id: now}, xx=True)
+                    pipe.exists(k.thread_lock(thread_id))
+            replies = iter(await pipe.execute())
+        out = []
+        for run_id, thread_id in zip(due, threads, strict=True):
+            if thread_id is None:
+                next(replies)
+                continue
+            next(replies)
+            if not next(replies):  # a worker holds the thread: it is on it
+                out.append(run_id)
+        return out
+
+    async def emit(self, run: RunRecord, etype: str, *, client: Any = None, **data: Any) -> str:
+        """Appends one event that changes no state (a message or tool-call delta);
+        ``client`` queues it on a pipeline instead."""
+        args = [now_ms(), run.id, run.thread_id, run.agent_id, etype, dumps(data)]
+        return str(await self._scripts["emit"](keys=[], args=args, client=client))

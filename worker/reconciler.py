@@ -1,0 +1,56 @@
+"""The reconciler: queues a job for every run whose work is overdue and whose thread
+no worker holds.
+
+This is what makes an accepted answer resume even if the API died between recording it
+and queueing its job, or a job was lost. One worker at a time runs a pass (a short
+Redis lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from broker.core.codec import now_ms
+from broker.core.store import Store
+
+log = logging.getLogger("worker.reconciler")
+
+
+async def loop(store: Store, pool: Any, worker_id: str) -> None:
+    """Runs a pass every ``reconcile_interval_s`` on whichever worker holds the lock."""
+    s = store.settings
+    k = store.keys
+    while True:
+        await asyncio.sleep(s.reconcile_interval_s)
+        try:
+            if not await store.r.set(
+                k.reconciler_lock, worker_id, nx=True, px=int(s.reconcile_interval_s * 1000)
+            ):
+                continue
+            await reconcile_once(store, pool)
+        except Exception:
+            log.exception("reconciler pass failed")
+
+
+async def reconcile_once(store: Store, pool: Any, *, batch: int = 500) -> int:
+    """Queues a job for each overdue run that no worker holds; returns how many.
+
+    Each run looked at moves to the back of the due set (its score becomes now), so a
+    pass always reaches runs it has not seen lately, however many stay due for long.
+    """
+    s = store.settings
+    k = store.keys
+    now = now_ms()
+    cutoff = now - int(s.reconcile_grace_s * 1000)
+    queued = 0
+    bucket = cutoff // max(int(s.reconcile_grace_s * 1000), 1)
+    for run_id in await store.overdue_runs(cutoff, now, batch):
+        job = await pool.enqueue_job("advance", run_id, _job_id=f"advance:{run_id}:rc{bucket}")
+        if job is not None:
+            queued += 1
+    if queued:
+        await store.r.publish(k.wake_channel, "1")
+        log.info("reconciler queued %d overdue runs", queued)
+    return queued
