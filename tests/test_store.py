@@ -8,6 +8,8 @@ API and the worker do, including the races between them. No worker or API proces
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +22,7 @@ from broker.core.codec import now_ms
 from broker.core.records import InterruptStatus, RunStatus
 from broker.core.settings import Settings
 from broker.core.store import Attempt, Store
+from tests.harness import free_port
 from tests.stored import raised, waiting
 
 
@@ -279,3 +282,48 @@ async def test_an_expiry_without_a_default_fails_the_run_in_the_same_step(store:
         "run.failed",
     ]
     assert await _expire(store, other, end=RunStatus.FAILED) == "closed"
+
+
+async def _one_cycle(store: Store, run_id: str, n: int) -> None:
+    """Answer the open interrupt, resume, and stop on the next one: one whole cycle."""
+    [open_] = await store.pending_interrupts(run_id)
+    assert await _answer(store, open_.id, n) == "ok"
+    begun = await store.begin_attempt(run_id, f"cp-{n}", f"job-{n}")
+    assert isinstance(begun, Attempt)
+    nxt = raised(begun.run, {"type": "approval", "n": n})
+    await store.record_interrupts(begun.run, [nxt], [open_.id], job_id=f"job-{n}")
+
+
+async def _commands(r: aioredis.Redis) -> int:
+    """Commands the server has run, including those inside scripts."""
+    stats = await r.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
+
+
+async def test_a_long_history_costs_nothing_per_answer(tmp_path: Any) -> None:
+    """A run with 500 answered interrupts answers its 501st with the same commands."""
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+    )
+    r = aioredis.Redis(port=port, decode_responses=True)
+    try:
+        for _ in range(100):
+            with contextlib.suppress(Exception):
+                if await r.ping():
+                    break
+            await asyncio.sleep(0.05)
+        store = Store(r, Settings(key_prefix="hist"))
+        run, _ = await waiting(store, "a", {"type": "approval"})
+        costs = []
+        for n in range(502):
+            before = await _commands(r)
+            await _one_cycle(store, run.id, n)
+            costs.append(await _commands(r) - before)
+        assert costs[500] == costs[1], (costs[1], costs[500])
+    finally:
+        await r.aclose()
+        server.terminate()
+        server.wait(10)

@@ -4,6 +4,7 @@ The dispatcher reads the global event stream through a consumer group, so each e
 dispatched once across all workers; an event is acknowledged only after its jobs are
 queued, and entries a dead worker left unacknowledged are claimed by another. Each job
 id names the subscription and the event, so an event dispatched twice is delivered once.
+With no subscription at all, it reads nothing: events cost it nothing.
 
 A delivery is retried with exponential backoff until it gets a 2xx or has made
 ``BROKER_WEBHOOK_MAX_ATTEMPTS`` attempts; every attempt goes to the subscription's
@@ -30,6 +31,7 @@ log = logging.getLogger("worker.deliveries")
 
 CLAIM_IDLE_MS = 30_000
 STALE_MS = 3600_000
+IDLE_S = 2.0
 
 
 def backoff_s(attempt: int, base: float, cap: float) -> float:
@@ -55,6 +57,12 @@ async def dispatch_loop(store: Store, pool: Any, consumer: str, config: Any) -> 
                 )
                 await _dispatch(store, pool, config, entries)
                 await _forget_gone_consumers(store, consumer)
+            if not config and not await r.hlen(k.webhooks):
+                # nobody subscribes: no event is read, and the group's cursor keeps up so
+                # a subscription made now gets only what happens from about now on
+                await r.xgroup_setid(k.events, k.webhook_group, "$")
+                await asyncio.sleep(IDLE_S)
+                continue
             got = await r.xreadgroup(
                 k.webhook_group, consumer, {k.events: ">"}, count=100, block=2000
             )

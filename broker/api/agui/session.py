@@ -26,11 +26,11 @@ from ag_ui.core import (
 from arq.connections import ArqRedis
 
 from broker.api.agui.messages import new_input_messages, to_agui_messages
-from broker.api.agui.translate import Translator
+from broker.api.agui.translate import Translator, outcome_interrupt
 from broker.api.events import TERMINAL_EVENTS, EventHub, follow_run, last_id
 from broker.api.threads import ThreadStates
 from broker.core import auth, channel, errors
-from broker.core.codec import dumps, iso, loads
+from broker.core.codec import dumps, loads
 from broker.core.jobs import enqueue_advance
 from broker.core.records import Channel, InterruptRecord, RunRecord, RunStatus
 from broker.core.settings import Settings
@@ -305,30 +305,9 @@ class AguiSession:
         if pending and self.outcome:
             outcome = {
                 "type": "interrupt",
-                "interrupts": [self._outcome_interrupt(h) for h in pending],
+                "interrupts": [outcome_interrupt(h) for h in pending],
             }
         yield self._finished(outcome)
-
-    @staticmethod
-    def _outcome_interrupt(h: InterruptRecord) -> dict[str, Any]:
-        message = h.value.get("content") if isinstance(h.value, dict) else None
-        entry: dict[str, Any] = {
-            "id": h.id,
-            "reason": h.type or "interrupt",
-            "metadata": {
-                "interrupt_id": h.lg_id,
-                "run_id": h.run_id,
-                "agent_id": h.agent_id,
-                "value": h.value,
-            },
-        }
-        if isinstance(message, str):
-            entry["message"] = message
-        if isinstance(h.response_schema, dict):
-            entry["responseSchema"] = h.response_schema
-        if h.expires_at_ms:
-            entry["expiresAt"] = iso(h.expires_at_ms)
-        return entry
 
     async def _finish(
         self, run: RunRecord, event: dict[str, Any] | None

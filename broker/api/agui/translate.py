@@ -17,6 +17,9 @@ from ag_ui.core import (
     ToolCallStartEvent,
 )
 
+from broker.core.codec import iso
+from broker.core.records import InterruptRecord
+
 
 class Translator:
     """Turns message events into AG-UI text and tool-call events, keeping each
@@ -152,3 +155,25 @@ class Translator:
                 )
             )
         return out
+
+
+def outcome_interrupt(h: InterruptRecord) -> dict[str, Any]:
+    """One entry of ``RUN_FINISHED``'s ``outcome.interrupts``."""
+    message = h.value.get("content") if isinstance(h.value, dict) else None
+    entry: dict[str, Any] = {
+        "id": h.id,
+        "reason": h.type or "interrupt",
+        "metadata": {
+            "interrupt_id": h.lg_id,
+            "run_id": h.run_id,
+            "agent_id": h.agent_id,
+            "value": h.value,
+        },
+    }
+    if isinstance(message, str):
+        entry["message"] = message
+    if isinstance(h.response_schema, dict):
+        entry["responseSchema"] = h.response_schema
+    if h.expires_at_ms:
+        entry["expiresAt"] = iso(h.expires_at_ms)
+    return entry

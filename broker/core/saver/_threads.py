@@ -17,6 +17,18 @@ from redis.asyncio.client import Pipeline
 from broker.core.keys import Keys
 from broker.core.saver._codec import _EMPTY, _field
 
+# Expires (ARGV[2] ms) or persists (ARGV[2] empty) every key of a thread, and scores it in
+# the thread registry. KEYS: 1 key index, 2 thread registry; ARGV: 1 thread id, 2 ttl,
+# 3 registry score.
+_RETENTION = """
+local keys = redis.call('SMEMBERS', KEYS[1])
+table.insert(keys, KEYS[1])
+for _, key in ipairs(keys) do
+  if ARGV[2] == '' then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ARGV[2]) end
+end
+redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[1])
+"""
+
 
 class ThreadOps:
     """Mixed into ``RedisCheckpointSaver``; relies on its client, keys and readers."""
@@ -120,24 +132,17 @@ class ThreadOps:
             )
         thread_id, ttl_ms = str(thread_id), int(ttl_s * 1000)
         deadline = await self._now_ms() + ttl_ms
-
-        def expire(pipe: Pipeline, keys: list[Any]) -> None:
-            for key in keys:
-                pipe.pexpire(key, ttl_ms)
-            pipe.zadd(self.keys.checkpoint_threads, {thread_id: deadline}, xx=True)
-
-        await self._for_thread_keys(thread_id, expire)
+        await self._retention(thread_id, str(ttl_ms), str(deadline))
 
     async def apersist_thread(self, thread_id: str) -> None:
         """Remove the expiry from every key of the thread (a new run is starting on it)."""
-        thread_id = str(thread_id)
+        await self._retention(str(thread_id), "", "+inf")
 
-        def persist(pipe: Pipeline, keys: list[Any]) -> None:
-            for key in keys:
-                pipe.persist(key)
-            pipe.zadd(self.keys.checkpoint_threads, {thread_id: float("inf")}, xx=True)
-
-        await self._for_thread_keys(thread_id, persist)
+    async def _retention(self, thread_id: str, ttl_ms: str, score: str) -> None:
+        # one step over every key of the thread, however many it has
+        k = self.keys
+        keys = [k.checkpoint_thread_keys(thread_id), k.checkpoint_threads]
+        await self.redis.eval(_RETENTION, len(keys), *keys, thread_id, ttl_ms, score)
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their writes) written by the given runs."""

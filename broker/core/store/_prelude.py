@@ -1,0 +1,128 @@
+"""The Lua every transition script shares: records, indexes, events and the steps
+(close, mark applied, end run) that several transitions take."""
+
+from __future__ import annotations
+
+PRELUDE = """
+local NOW = ARGV[1]
+local TERMINAL = {succeeded = true, failed = true, cancelled = true}
+
+local function hgetall(key)
+  local flat = redis.call('HGETALL', key)
+  if #flat == 0 then return nil end
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+
+-- cjson encodes an empty table as an object
+local function json_ids(ids)
+  if #ids == 0 then return '[]' end
+  return cjson.encode(ids)
+end
+
+local function json_str(s)
+  if s == nil or s == '' then return 'null' end
+  return cjson.encode(s)
+end
+
+-- One event in the global stream and in its run's stream under the SAME id, so one id
+-- is a resume cursor in both. Global ids only grow, so the run stream accepts it.
+local function emit(run, etype, data)
+  local ev = '{"type":' .. cjson.encode(etype) .. ',"ts":' .. NOW
+    .. ',"run_id":' .. cjson.encode(run.id) .. ',"thread_id":' .. cjson.encode(run.thread_id)
+    .. ',"agent_id":' .. cjson.encode(run.agent_id) .. ',"data":' .. data .. '}'
+  local eid = redis.call('XADD', K_EVENTS, 'MAXLEN', '~', MAXLEN_GLOBAL, '*', 'event', ev)
+  redis.call('XADD', k_run_events(run.id), 'MAXLEN', '~', MAXLEN_RUN, eid, 'event', ev)
+  return eid
+end
+
+local function audit(iid, entry)
+  redis.call('RPUSH', k_audit(iid), entry)
+  redis.call('LTRIM', k_audit(iid), -AUDIT_MAX, -1)
+end
+
+local function interrupt_indexes(status, h)
+  local t = h.type
+  if t == nil or t == '' then t = '_' end  -- untyped ones share one type index
+  return {k_istatus(status), k_iagent(status, h.agent_id), k_ithread(status, h.thread_id),
+    k_itype(status, t)}
+end
+
+local function move_interrupt(h, from, to, score)
+  if from then
+    for _, key in ipairs(interrupt_indexes(from, h)) do redis.call('ZREM', key, h.id) end
+  end
+  for _, key in ipairs(interrupt_indexes(to, h)) do redis.call('ZADD', key, score, h.id) end
+end
+
+local function unapplied(h)
+  return (h.status == 'resolved' or h.status == 'expired')
+    and h.resolution ~= nil and h.resolution ~= '' and h.applied ~= '1'
+end
+
+local function open_interrupts(run_id)
+  local out = {}
+  for _, iid in ipairs(redis.call('ZRANGE', k_run_open(run_id), 0, -1)) do
+    local h = hgetall(k_interrupt(iid))
+    if h then table.insert(out, h) end
+  end
+  return out
+end
+
+-- Whether an attempt may record on the run: it is running, and (when the attempt says
+-- which job it is) no later attempt has taken it over since.
+local function owns(run, job_id)
+  return run ~= nil and run.status == 'running' and (job_id == '' or run.job_id == job_id)
+end
+
+local function set_run_status(run, status, fields)
+  redis.call('HSET', k_run(run.id), 'status', status, 'updated_ms', NOW, unpack(fields))
+  if run.status ~= status then
+    redis.call('ZREM', k_rstatus(run.status), run.id)
+    redis.call('ZADD', k_rstatus(status), tonumber(run.seq) or 0, run.id)
+  end
+  if TERMINAL[status] then
+    -- the thread is free for its next run
+    if redis.call('GET', k_thread_active(run.thread_id)) == run.id then
+      redis.call('DEL', k_thread_active(run.thread_id))
+    end
+    redis.call('ZREM', K_RUNS_DUE, run.id)
+    redis.call('DEL', k_run_open(run.id))
+  end
+  run.status = status
+end
+
+-- close: an open interrupt the run no longer waits for becomes cancelled
+local function close_interrupt(run, h)
+  redis.call('HSET', k_interrupt(h.id), 'status', 'cancelled', 'updated_ms', NOW)
+  move_interrupt(h, h.status, 'cancelled', tonumber(h.seq) or 0)
+  redis.call('ZREM', K_DEADLINES, h.id)
+  redis.call('ZREM', k_run_open(run.id), h.id)
+  emit(run, 'interrupt.cancelled',
+    '{"interrupt_id":' .. cjson.encode(h.id) .. ',"type":' .. json_str(h.type) .. '}')
+end
+
+-- mark applied: the graph has had these answers
+local function mark_applied(run_id, ids)
+  for _, iid in ipairs(ids) do
+    redis.call('HSET', k_interrupt(iid), 'applied', '1')
+    redis.call('ZREM', k_run_open(run_id), iid)
+  end
+end
+
+-- Ends an unfinished run: its pending interrupts close first, so a client reading the
+-- run's stream sees them close before the run ends.
+local function end_run(run, status, fields, data)
+  local closed = false
+  for _, h in ipairs(open_interrupts(run.id)) do
+    if h.status == 'pending' then
+      close_interrupt(run, h)
+      closed = true
+    end
+  end
+  if closed then redis.call('INCR', K_IVERSION) end
+  set_run_status(run, status, fields)
+  emit(run, 'run.' .. status, data)
+end
+"""
