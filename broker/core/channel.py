@@ -84,7 +84,9 @@ async def answer_many(
             accepted += 1
     finally:
         if accepted:
-            await enqueue_advance(queue, store, answers[0][0].run_id, f"{channel}-batch")
+            # named for an interrupt of the batch: a later batch on the run is a new job
+            first = answers[0][0]
+            await enqueue_advance(queue, store, first.run_id, f"{channel}:{first.id}")
     return accepted
 
 

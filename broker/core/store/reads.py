@@ -44,6 +44,21 @@ def _narrow(agent_id: str | None, visible: frozenset[str] | None) -> tuple[bool,
     return True, next(iter(visible)) if len(visible) == 1 else None
 
 
+def _matcher(
+    visible: frozenset[str] | None, **wanted: str | None
+) -> Callable[[dict[str, str]], bool]:
+    """Whether a record hash has every wanted field value (None: any) and a visible agent;
+    an index covers at most one filter, so the page checks the rest."""
+    fields = {name: value for name, value in wanted.items() if value}
+
+    def keep(h: dict[str, str]) -> bool:
+        return all(h.get(name) == value for name, value in fields.items()) and (
+            visible is None or h["agent_id"] in visible
+        )
+
+    return keep
+
+
 class Reads:
     r: aioredis.Redis
     keys: Keys
@@ -151,14 +166,7 @@ class Reads:
         else:
             index = k.runs
 
-        def keep(h: dict[str, str]) -> bool:
-            return (
-                (not status or h["status"] == status)
-                and (not agent_id or h["agent_id"] == agent_id)
-                and (not thread_id or h["thread_id"] == thread_id)
-                and (visible is None or h["agent_id"] in visible)
-            )
-
+        keep = _matcher(visible, status=status, agent_id=agent_id, thread_id=thread_id)
         hashes, next_cursor = await self._page(index, k.run, keep, limit, cursor, order)
         runs = [RunRecord.from_hash(h) for h in hashes]
         pending = await self._pending_ids([run.id for run in runs]) if runs else {}
@@ -193,16 +201,14 @@ class Reads:
         else:
             index = k.interrupts_by_status(status)
 
-        def keep(h: dict[str, str]) -> bool:
-            return (
-                h["status"] == status
-                and (not agent_id or h["agent_id"] == agent_id)
-                and (not itype or h.get("type") == itype)
-                and (not thread_id or h["thread_id"] == thread_id)
-                and (not run_id or h["run_id"] == run_id)
-                and (visible is None or h["agent_id"] in visible)
-            )
-
+        keep = _matcher(
+            visible,
+            status=status,
+            agent_id=agent_id,
+            type=itype,
+            thread_id=thread_id,
+            run_id=run_id,
+        )
         hashes, next_cursor = await self._page(index, k.interrupt, keep, limit, cursor, order)
         return Page([InterruptRecord.from_hash(h).view() for h in hashes], next_cursor)
 
