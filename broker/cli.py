@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from broker import dev
+from broker.core import config
 from broker.core.settings import Settings, get_settings
 
 # Long-lived streams (SSE, WebSocket) would otherwise hold a stopping API open forever.
@@ -57,31 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return dev.run(args)
     try:
         settings = get_settings()
-        settings.require_redis_url()
-        _check_config(args.command, settings)
+        config.check(settings, args.command)
     except (RuntimeError, ValueError) as exc:
         print(f"broker {args.command}: {exc}", file=sys.stderr)
         return 2
     if args.command == "api":
         return _api(args, settings)
     return _worker(args, settings)
-
-
-def _check_config(command: str, settings: Settings) -> None:
-    """Raises ValueError, naming the fix, for configuration the process must not run with."""
-    from broker.core import auth, expiry, links, webhooks
-
-    keyring = auth.KeyRing.from_settings(settings)
-    links.secret_key(settings)
-    webhooks.configured(settings)
-    expiry.rules(settings.expiry)
-    if command == "api" and keyring.enabled and not keyring.keys:
-        raise ValueError(
-            "no API keys are configured, and without keys nobody could use the API. "
-            "Set BROKER_API_KEYS (or BROKER_API_KEYS_FILE) to a JSON list such as "
-            '[{"id": "ops", "key_sha256": "<sha256 hex of the key>", "scopes": ["admin"]}], '
-            "or set BROKER_AUTH=off to serve without authentication (trusted networks only)."
-        )
 
 
 def _api(args: argparse.Namespace, settings: Settings) -> int:

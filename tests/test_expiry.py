@@ -261,12 +261,14 @@ def test_declared_expiry(value: dict[str, Any], expected: tuple[str, Any]) -> No
 
 
 def test_configured_rules_match_agent_and_type_and_the_value_wins() -> None:
-    rules = json.dumps(
-        [
-            {"agent": "a", "type": "approval", "expires_in": 10, "default": True},
-            {"agent": "a", "expires_in": 20, "on_expire": "cancel"},
-        ]
-    )
+    rules = Settings(
+        expiry=json.dumps(
+            [
+                {"agent": "a", "type": "approval", "expires_in": 10, "default": True},
+                {"agent": "a", "expires_in": 20, "on_expire": "cancel"},
+            ]
+        )
+    ).expiry
     first = expiry.policy({"type": "approval"}, "a", "approval", rules)
     assert first is not None and (first.expires_in_s, first.default) == (10, True)
     second = expiry.policy({}, "a", "ask", rules)
@@ -277,6 +279,9 @@ def test_configured_rules_match_agent_and_type_and_the_value_wins() -> None:
 
 
 def test_unusable_rules_are_refused() -> None:
-    for bad in ("{", "{}", '[{"expires_in": 0}]', '[{"expires_in": 5, "on_expire": "later"}]'):
+    for bad in ("{", "{}"):
+        with pytest.raises(ValueError, match="BROKER_EXPIRY"):
+            Settings(expiry=bad)
+    for bad in ('[{"expires_in": 0}]', '[{"expires_in": 5, "on_expire": "later"}]', "[1]"):
         with pytest.raises(expiry.ExpiryConfigError):
-            expiry.rules(bad)
+            expiry.rules(Settings(expiry=bad).expiry)

@@ -1,8 +1,6 @@
-"""The arq worker: its settings, its jobs, and a poll loop that wakes on new work.
+"""The arq worker: its settings, its jobs, and its start and stop.
 
-arq polls its queue every ``poll_delay``. Here the API also publishes on a wake
-channel whenever it queues a job, so an idle worker starts the job at once and the
-poll delay only bounds how late a missed wake-up can be.
+The worker class, which also wakes on new work, is in worker/_arq.py.
 """
 
 from __future__ import annotations
@@ -17,18 +15,19 @@ from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
-from arq import Retry, Worker
-from arq.connections import RedisSettings, create_pool, log_redis_info
+from arq import Retry
+from arq.connections import RedisSettings
 from arq.worker import func
 
 from agent.registry import load_registry
-from broker.core import expiry, links, webhooks
+from broker.core import config
 from broker.core.codec import now_ms
 from broker.core.keys import Keys
 from broker.core.saver import RedisCheckpointSaver
 from broker.core.settings import Settings, get_settings
 from broker.core.store import Store
 from worker import deadlines, deliveries, reconciler
+from worker._arq import BrokerWorker
 from worker.locks import LockBusy, LockLost
 from worker.runner import AgentUnavailable, Runner
 
@@ -51,15 +50,9 @@ async def advance(ctx: dict[str, Any], run_id: str) -> str:
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.setdefault("settings", get_settings())
-    url = settings.require_redis_url()
     # refuse to start on unusable configuration, not at the first interrupt
-    expiry.rules(settings.expiry)
-    if links.secret_key(settings) and not settings.dev and "127.0.0.1" in settings.public_url:
-        log.warning(
-            "action links point at %s; set BROKER_PUBLIC_URL to where people reach the API",
-            settings.public_url,
-        )
-    webhook_config = webhooks.configured(settings)
+    webhook_config = config.check(settings, "worker").webhooks
+    url = settings.require_redis_url()
     store_redis = aioredis.Redis.from_url(url, decode_responses=True)
     saver_redis = aioredis.Redis.from_url(url)
     keys = Keys(settings.key_prefix)
@@ -111,65 +104,6 @@ async def _heartbeat(ctx: dict[str, Any]) -> None:
             await store.r.zadd(store.keys.workers, {ctx["worker_id"]: now})
             await store.r.zremrangebyscore(store.keys.workers, "-inf", now - every * 6000)
         await asyncio.sleep(every)
-
-
-class BrokerWorker(Worker):
-    """An arq worker whose idle wait ends as soon as the wake channel fires."""
-
-    def __init__(self, *args: Any, wake_channel: str, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.wake_channel = wake_channel
-
-    async def main(self) -> None:
-        if self._pool is None:
-            self._pool = await create_pool(
-                self.redis_settings,
-                job_deserializer=self.job_deserializer,
-                job_serializer=self.job_serializer,
-                default_queue_name=self.queue_name,
-                expires_extra_ms=self.expires_extra_ms,
-            )
-        logging.getLogger("arq.worker").info(
-            "Starting worker for %d functions: %s", len(self.functions), ", ".join(self.functions)
-        )
-        await log_redis_info(self.pool, logging.getLogger("arq.worker").info)
-        self.ctx["redis"] = self.pool
-        if self.on_startup:
-            await self.on_startup(self.ctx)
-
-        wake = asyncio.Event()
-        listener = asyncio.create_task(self._listen(wake))
-        try:
-            while True:
-                wake.clear()
-                await self._poll_iteration()
-                if self.burst:
-                    if 0 <= self.max_burst_jobs <= self._jobs_started():
-                        await asyncio.gather(*self.tasks.values())
-                        return None
-                    if await self.pool.zcard(self.queue_name) == 0:
-                        await asyncio.gather(*self.tasks.values())
-                        return None
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self.poll_delay_s)
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await listener
-
-    async def _listen(self, wake: asyncio.Event) -> None:
-        while True:
-            try:
-                async with self.pool.pubsub() as ps:
-                    await ps.subscribe(self.wake_channel)
-                    async for message in ps.listen():
-                        if message.get("type") == "message":
-                            wake.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Redis went away: polling still runs; resubscribe when it is back
-                await asyncio.sleep(1)
 
 
 def redis_settings(settings: Settings) -> RedisSettings:

@@ -29,8 +29,7 @@ from broker.api.routes import (
     ui,
 )
 from broker.api.threads import ThreadStates
-from broker.core import auth, errors, webhooks
-from broker.core import links as action_links
+from broker.core import config, errors
 from broker.core.keys import Keys
 from broker.core.saver import RedisCheckpointSaver
 from broker.core.settings import Settings, get_settings
@@ -47,9 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Builds the API; connections open in the lifespan, never at import."""
     settings = settings or get_settings()
     # refuse unusable keys, secrets and subscriptions now, not at the first request
-    keyring = auth.KeyRing.from_settings(settings)
-    webhook_config = webhooks.configured(settings)
-    action_links.secret_key(settings)
+    checked = config.check(settings, "api")
+    keyring, webhook_config = checked.keyring, checked.webhooks
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

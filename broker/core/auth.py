@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from broker.core.settings import Settings
+from broker.core.settings import Settings, json_list
 
 READ = "interrupts:read"
 RESOLVE = "interrupts:resolve"
@@ -98,15 +97,15 @@ class KeyRing:
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyRing:
         entries: list[Any] = []
-        if settings.api_keys:
-            entries += _parse(settings.api_keys, "BROKER_API_KEYS")
+        entries += settings.api_keys or []
         if settings.api_keys_file:
             path = Path(settings.api_keys_file)
             try:
-                text = path.read_text()
+                entries += json_list(path.read_text(), f"BROKER_API_KEYS_FILE {path}")
             except OSError as exc:
                 raise KeyConfigError(f"BROKER_API_KEYS_FILE {path}: {exc.strerror}") from exc
-            entries += _parse(text, f"BROKER_API_KEYS_FILE {path}")
+            except ValueError as exc:
+                raise KeyConfigError(str(exc)) from exc
         keys = [_key(entry, n, allow_plaintext=settings.dev) for n, entry in enumerate(entries)]
         seen: set[str] = set()
         for key in keys:
@@ -130,16 +129,6 @@ class KeyRing:
             if hmac.compare_digest(wanted, key.key_sha256):
                 found = key
         return found.principal() if found else None
-
-
-def _parse(text: str, where: str) -> list[Any]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise KeyConfigError(f"{where} is not valid JSON: {exc}") from exc
-    if not isinstance(data, list):
-        raise KeyConfigError(f"{where} must be a JSON list of key entries")
-    return data
 
 
 def _key(entry: Any, n: int, *, allow_plaintext: bool) -> ApiKey:

@@ -18,10 +18,8 @@ exactly one wins.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 log = logging.getLogger("broker.core.expiry")
@@ -52,26 +50,17 @@ def parse(decl: dict[str, Any], where: str) -> Expiry:
     return Expiry(float(seconds), on_expire, None if default is _NO_DEFAULT else default)
 
 
-@lru_cache(maxsize=8)
-def rules(config: str | None) -> tuple[tuple[str | None, str | None, Expiry], ...]:
-    """The configured rules, parsed once: (agent or None, type or None, expiry)."""
-    if not config:
-        return ()
-    try:
-        data = json.loads(config)
-    except json.JSONDecodeError as exc:
-        raise ExpiryConfigError(f"BROKER_EXPIRY is not valid JSON: {exc}") from exc
-    if not isinstance(data, list):
-        raise ExpiryConfigError("BROKER_EXPIRY must be a JSON list of rules")
+def rules(config: list[Any] | None) -> tuple[tuple[str | None, str | None, Expiry], ...]:
+    """The configured rules (``BROKER_EXPIRY``): (agent or None, type or None, expiry)."""
     out = []
-    for n, rule in enumerate(data):
+    for n, rule in enumerate(config or []):
         if not isinstance(rule, dict):
             raise ExpiryConfigError(f"BROKER_EXPIRY rule {n} must be an object")
         out.append((rule.get("agent"), rule.get("type"), parse(rule, f"BROKER_EXPIRY rule {n}")))
     return tuple(out)
 
 
-def policy(value: Any, agent_id: str, itype: str | None, config: str | None) -> Expiry | None:
+def policy(value: Any, agent_id: str, itype: str | None, config: list[Any] | None) -> Expiry | None:
     """The expiry of a new interrupt: declared in its value, else the first matching rule."""
     if isinstance(value, dict) and "expires_in" in value:
         try:

@@ -1,12 +1,35 @@
-"""One typed settings object per process, built from the environment."""
+"""One typed settings object per process, built from the environment.
+
+Each field is checked where it is read (types, bounds, JSON lists); what needs more
+than one field, or a file, is checked by ``broker.core.config.check``, which every
+entry point calls before it starts.
+"""
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# A JSON list read from one variable; parsed by the validator below, not by the source,
+# so a bad value gets the message that names the variable.
+JsonList = Annotated[list[Any] | None, NoDecode]
+Positive = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+def json_list(text: str, where: str) -> list[Any]:
+    """The JSON list in ``text`` (a setting or the file it names); ValueError says why not."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where} is not valid JSON: {exc}") from exc
+    if not isinstance(data, list):
+        raise ValueError(f"{where} must be a JSON list")
+    return data
 
 
 class Settings(BaseSettings):
@@ -20,7 +43,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, validation_alias=AliasChoices("REDIS_URL", "BROKER_REDIS_URL")
     )
-    key_prefix: str = "ib"
+    key_prefix: str = Field(default="ib", pattern=r"^[A-Za-z0-9._:\-]{1,64}$")
 
     # Agents: built-in ones unless a langgraph.json or module:attribute paths are given.
     langgraph_json: str | None = None
@@ -28,18 +51,18 @@ class Settings(BaseSettings):
     """Comma-separated ``id=package.module:attribute`` entries."""
 
     # Limits on what clients send.
-    max_answer_bytes: int = 64 * 1024
-    max_input_bytes: int = 256 * 1024
-    page_limit_max: int = 500
-    idempotency_ttl_s: int = 24 * 3600
+    max_answer_bytes: PositiveInt = 64 * 1024
+    max_input_bytes: PositiveInt = 256 * 1024
+    page_limit_max: PositiveInt = 500
+    idempotency_ttl_s: PositiveInt = 24 * 3600
 
     # Event streams (approximate MAXLEN of each stream).
-    events_maxlen_global: int = 100_000
-    events_maxlen_run: int = 10_000
+    events_maxlen_global: PositiveInt = 100_000
+    events_maxlen_run: PositiveInt = 10_000
 
     # Live streams: SSE heartbeat, and how far a subscriber may fall behind.
-    sse_heartbeat_s: float = 15.0
-    subscriber_queue_max: int = 1000
+    sse_heartbeat_s: Positive = 15.0
+    subscriber_queue_max: PositiveInt = 1000
 
     # AG-UI: whether RUN_FINISHED carries outcome {type: "interrupt", ...} by default
     # (a request overrides it with forwardedProps.interruptOutcome). Off by default, as
@@ -48,53 +71,60 @@ class Settings(BaseSettings):
     agui_interrupt_outcome: bool = False
 
     # Checkpoints of finished threads expire after this many seconds (0 keeps them).
-    checkpoint_ttl_s: int = 7 * 24 * 3600
+    checkpoint_ttl_s: Annotated[int, Field(ge=0)] = 7 * 24 * 3600
 
     # Worker.
-    worker_max_jobs: int = 10
-    job_timeout_s: int = 300
-    job_max_tries: int = 5
-    poll_delay_s: float = 0.5
+    worker_max_jobs: PositiveInt = 10
+    job_timeout_s: PositiveInt = 300
+    job_max_tries: PositiveInt = 5
+    poll_delay_s: Positive = 0.5
     wake_workers: bool = True
     """Publish on a channel when a job is queued, so idle workers start it at once."""
-    thread_lock_ttl_s: int = 60
-    thread_lock_wait_s: float = 10.0
+    thread_lock_ttl_s: PositiveInt = 60
+    thread_lock_wait_s: Positive = 10.0
     """How long a job waits for a busy thread before it is retried later."""
-    run_max_attempts: int = 5
+    run_max_attempts: PositiveInt = 5
     """Attempts at a run that keeps dying (worker crashes, timeouts) before it fails."""
-    reconcile_interval_s: float = 5.0
-    reconcile_grace_s: float = 10.0
-    worker_heartbeat_s: float = 5.0
+    reconcile_interval_s: Positive = 5.0
+    reconcile_grace_s: Positive = 10.0
+    worker_heartbeat_s: Positive = 5.0
 
     # API.
     host: str = "127.0.0.1"
-    port: int = 8000
-    public_url: str = "http://127.0.0.1:8000"
+    port: Annotated[int, Field(gt=0, lt=65536)] = 8000
+    public_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://[^\s/]+")
     """Where clients reach the API; action links in webhooks point here."""
 
     # Answering from anywhere: API keys, action links, expiry, webhooks, audit.
     dev: bool = False
     """Set by ``broker dev``: allows plaintext keys and built-in secrets."""
     auth: Literal["on", "off"] = "on"
-    api_keys: str | None = None
+    api_keys: JsonList = None
     """JSON list of ``{id, key_sha256, scopes, agents?}``; see broker/core/auth.py."""
     api_keys_file: str | None = None
     link_secret: str | None = None
-    link_ttl_s: int = 7 * 24 * 3600
-    expiry: str | None = None
+    link_ttl_s: PositiveInt = 7 * 24 * 3600
+    expiry: JsonList = None
     """JSON list of ``{agent?, type?, expires_in, default?, on_expire?}`` rules."""
-    expiry_interval_s: float = 1.0
-    webhooks: str | None = None
+    expiry_interval_s: Positive = 1.0
+    webhooks: JsonList = None
     """JSON list of configured subscriptions; more are managed under /admin/webhooks."""
     webhooks_file: str | None = None
     webhook_allow_private: bool = False
-    webhook_max_attempts: int = 8
-    webhook_backoff_s: float = 2.0
-    webhook_backoff_max_s: float = 3600.0
-    webhook_timeout_s: float = 10.0
-    webhook_log_max: int = 200
-    audit_max: int = 1000
+    webhook_max_attempts: PositiveInt = 8
+    webhook_backoff_s: Positive = 2.0
+    webhook_backoff_max_s: Positive = 3600.0
+    webhook_timeout_s: Positive = 10.0
+    webhook_log_max: PositiveInt = 200
+    audit_max: PositiveInt = 1000
     """Entries kept in each interrupt's audit log (the oldest are dropped)."""
+
+    @field_validator("api_keys", "expiry", "webhooks", mode="before")
+    @classmethod
+    def _json_list(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            return json_list(value, f"BROKER_{(info.field_name or '').upper()}") if value else None
+        return value
 
     def require_redis_url(self) -> str:
         if not self.redis_url:

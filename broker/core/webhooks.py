@@ -8,7 +8,6 @@ worker jobs (worker/deliveries.py).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,7 +17,7 @@ from broker.core import links, signing
 from broker.core.codec import dumps, iso, loads, now_ms
 from broker.core.errors import validation_message
 from broker.core.records import InterruptRecord, InterruptStatus
-from broker.core.settings import Settings
+from broker.core.settings import Settings, json_list
 from broker.core.store import Store
 
 EventName = Literal[
@@ -77,23 +76,15 @@ class Subscription(BaseModel):
 
 def configured(settings: Settings) -> dict[str, Subscription]:
     """The subscriptions from the configuration, checked; raises WebhookConfigError."""
-    entries: list[Any] = []
-    sources = [("BROKER_WEBHOOKS", settings.webhooks)]
+    entries: list[Any] = list(settings.webhooks or [])
     if settings.webhooks_file:
         try:
-            sources.append((settings.webhooks_file, Path(settings.webhooks_file).read_text()))
+            text = Path(settings.webhooks_file).read_text()
+            entries += json_list(text, settings.webhooks_file) if text.strip() else []
         except OSError as exc:
             raise WebhookConfigError(f"BROKER_WEBHOOKS_FILE: {exc}") from exc
-    for where, text in sources:
-        if not text:
-            continue
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise WebhookConfigError(f"{where} is not valid JSON: {exc}") from exc
-        if not isinstance(data, list):
-            raise WebhookConfigError(f"{where} must be a JSON list of subscriptions")
-        entries += data
+        except ValueError as exc:
+            raise WebhookConfigError(str(exc)) from exc
     out: dict[str, Subscription] = {}
     for n, entry in enumerate(entries):
         try:

@@ -1,0 +1,33 @@
+"""The worker's use of arq (worker/_arq.py): the versions it was checked against, and
+the wake-up that starts a job without waiting out arq's poll delay."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import arq
+import httpx
+import pytest
+from arq.worker import Worker
+
+from tests.flow import next_interrupt, start
+from tests.harness import Broker
+from worker._arq import ARQ_CHECKED
+
+
+def test_arq_is_a_version_the_worker_was_checked_against() -> None:
+    assert ".".join(arq.VERSION.split(".")[:2]) in ARQ_CHECKED
+    # the one private method the wake-up calls, with the signature it calls it with
+    params = inspect.signature(Worker._poll_iteration).parameters
+    assert list(params) == ["self"]
+
+
+@pytest.mark.slow
+def test_a_job_starts_on_the_wake_channel_not_the_poll(redis_url: str, tmp_path: Path) -> None:
+    # arq would next poll in an hour: only the wake-up can start these jobs
+    broker = Broker(redis_url, "ibtwake", tmp_path, BROKER_POLL_DELAY_S="3600")
+    with broker.serving() as b, httpx.Client(base_url=b.url, timeout=30) as api:
+        for _ in range(3):
+            run = start(api, "naming", {"messages": [{"role": "user", "content": "hi"}]})
+            assert next_interrupt(api, run["run_id"])["type"] == "approval"
