@@ -64,7 +64,7 @@ class Runner:
         if status is None:
             return "unknown-run"
         if RunStatus(status).terminal:
-            await self.store.r.zrem(k.runs_due, run_id)
+            await self.store.drop_due(run_id)
             return "finished"
         graph = self._graphs.get(agent_id)
         if graph is None and not last_try:

@@ -2,10 +2,15 @@
 
 ``messages`` mode gives token deltas where the model streams; ``updates`` mode gives each
 whole message as a node adds it to the state (tool calls, tool results, replies).
+Deltas of one message (or one tool call) that arrive within ``DELTA_WINDOW_S`` of its
+first go out as one event: a fast model costs one event per window, not per token,
+and a reader waits at most that long for text.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,38 +22,96 @@ from worker.output import message_view
 log = logging.getLogger("worker.stream")
 
 Publish = Callable[..., Awaitable[None]]
+DELTA_WINDOW_S = 0.05
+
+
+class _Deltas:
+    """The delta being gathered: its event type, what it belongs to, and its data."""
+
+    def __init__(self, publish: Publish) -> None:
+        self.publish = publish
+        self.key: tuple[Any, ...] | None = None
+        self.etype = ""
+        self.field = ""
+        self.data: dict[str, Any] = {}
+        self.timer: asyncio.TimerHandle | None = None
+        self.lock = asyncio.Lock()
+
+    async def add(
+        self, etype: str, key: tuple[Any, ...], field: str, text: str, **data: Any
+    ) -> None:
+        async with self.lock:
+            if self.key != key:
+                await self._flush()
+            if self.key is None:
+                self.key, self.etype, self.field = key, etype, field
+                self.data = {**data, field: ""}
+                loop = asyncio.get_running_loop()
+                self.timer = loop.call_later(DELTA_WINDOW_S, self._due)
+            self.data[field] += text
+
+    def _due(self) -> None:
+        task = asyncio.ensure_future(self.flush())
+        task.add_done_callback(_log_failure)
+
+    async def flush(self) -> None:
+        async with self.lock:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if self.key is None:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        etype, data = self.etype, self.data
+        self.key, self.timer, self.data = None, None, {}
+        await self.publish(etype, **data)
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not publish a message event", exc_info=task.exception())
 
 
 async def run_graph(graph: Any, command: Any, config: dict[str, Any], publish: Publish) -> None:
     """Executes one attempt of the graph, publishing message events as they happen."""
-    async for mode, payload in graph.astream(
-        command, config, stream_mode=["messages", "updates"], durability="sync"
-    ):
-        try:
-            if mode == "messages":
-                await _on_chunk(payload, publish)
-            elif mode == "updates":
-                await _on_update(payload, publish)
-        except Exception:
-            # events are best effort; the run's state lives in the checkpoint
-            log.warning("could not publish a message event", exc_info=True)
+    deltas = _Deltas(publish)
+    try:
+        async for mode, payload in graph.astream(
+            command, config, stream_mode=["messages", "updates"], durability="sync"
+        ):
+            try:
+                if mode == "messages":
+                    await _on_chunk(payload, deltas)
+                elif mode == "updates":
+                    await deltas.flush()  # a whole message follows its deltas
+                    await _on_update(payload, publish)
+            except Exception:
+                # events are best effort; the run's state lives in the checkpoint
+                log.warning("could not publish a message event", exc_info=True)
+    finally:
+        with contextlib.suppress(Exception):
+            await deltas.flush()
 
 
-async def _on_chunk(payload: Any, publish: Publish) -> None:
+async def _on_chunk(payload: Any, deltas: _Deltas) -> None:
     chunk, meta = payload
     if not isinstance(chunk, AIMessageChunk):
         return
     node = meta.get("langgraph_node") if isinstance(meta, dict) else None
     text = chunk.text if isinstance(chunk.content, str | list) else ""
     if text:
-        await publish("message.delta", message_id=chunk.id, delta=str(text), node=node)
+        key = ("text", chunk.id, node)
+        await deltas.add("message.delta", key, "delta", str(text), message_id=chunk.id, node=node)
     for tc in chunk.tool_call_chunks or []:
-        await publish(
+        await deltas.add(
             "tool_call.delta",
+            ("tool", chunk.id, tc.get("index")),
+            "args_delta",
+            tc.get("args") or "",
             message_id=chunk.id,
             tool_call_id=tc.get("id"),
             name=tc.get("name"),
-            args_delta=tc.get("args") or "",
             index=tc.get("index"),
             node=node,
         )

@@ -79,7 +79,12 @@ class Subscription:
 
 
 class EventHub:
-    """Reads the global event stream and hands each event to matching subscribers."""
+    """Reads the global event stream and hands each event to matching subscribers.
+
+    It reads only while someone subscribes. The first subscriber after a quiet spell
+    sets where reading resumes, the stream's end, before it is registered, so every
+    event after its subscription reaches it live, and its own replay covers the rest.
+    """
 
     def __init__(self, redis: aioredis.Redis, stream: str, *, block_ms: int = 5000) -> None:
         self.r = redis
@@ -87,11 +92,13 @@ class EventHub:
         self.block_ms = block_ms
         self.subs: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
+        self._position = "$"
+        self._idle = True
+        self._wake = asyncio.Event()
+        self._resuming = asyncio.Lock()
 
     async def start(self) -> None:
-        last = await self.r.xrevrange(self.stream, count=1)
-        position = last[0][0] if last else "0-0"
-        self._task = asyncio.create_task(self._run(position))
+        self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
         if self._task:
@@ -99,9 +106,17 @@ class EventHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def subscribe(self, match: Callable[[dict[str, Any]], bool], maxsize: int) -> Subscription:
+    async def subscribe(
+        self, match: Callable[[dict[str, Any]], bool], maxsize: int
+    ) -> Subscription:
         sub = Subscription(match, asyncio.Queue(maxsize))
-        self.subs.add(sub)
+        async with self._resuming:
+            if self._idle:
+                last = await self.r.xrevrange(self.stream, count=1)
+                self._position = last[0][0] if last else "0-0"
+                self._idle = False
+                self._wake.set()
+            self.subs.add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -117,10 +132,18 @@ class EventHub:
                 sub.overflowed = True
                 sub.wakeup.set()
 
-    async def _run(self, position: str) -> None:
+    async def _run(self) -> None:
         while True:
+            if not self.subs:
+                # nobody listens: read nothing until a subscriber sets the position
+                self._idle = True
+                self._wake.clear()
+                await self._wake.wait()
+                continue
             try:
-                got = await self.r.xread({self.stream: position}, block=self.block_ms, count=500)
+                got = await self.r.xread(
+                    {self.stream: self._position}, block=self.block_ms, count=500
+                )
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -129,7 +152,7 @@ class EventHub:
                 continue
             for _, entries in got or []:
                 for eid, fields in entries:
-                    position = eid
+                    self._position = eid
                     try:
                         event = loads(fields["event"])
                     except (KeyError, ValueError):
@@ -191,7 +214,7 @@ async def follow_run(
     def mine(event: dict[str, Any]) -> bool:
         return bool(event.get("run_id") == run_id)
 
-    sub = hub.subscribe(mine, queue_max)
+    sub = await hub.subscribe(mine, queue_max)
     last = since if since not in ("0", "") else "0-0"
     try:
         while True:

@@ -132,7 +132,7 @@ async def expire(store: Store, queue: ArqRedis, interrupt_id: str, now: int) -> 
     try:
         h = await store.interrupt(interrupt_id)
     except errors.InterruptNotFound:
-        await store.r.zrem(store.keys.deadlines, interrupt_id)
+        await store.drop_deadline(interrupt_id)
         return False
     on_expire = h.on_expire or "fail"
     resolution: dict[str, Any] | None = None

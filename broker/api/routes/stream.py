@@ -154,7 +154,7 @@ async def ws(
         kinds=kinds,
         visible=principal.agents,
     )
-    sub = hub.subscribe(match, settings.subscriber_queue_max)
+    sub = await hub.subscribe(match, settings.subscriber_queue_max)
     receiver = asyncio.create_task(_drain_client(websocket))
     # the position the client has seen: its cursor, or (live only) the stream's end when
     # it subscribed, so an event the hub hands over late is neither lost nor repeated

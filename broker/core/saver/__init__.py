@@ -35,11 +35,14 @@ from broker.core.keys import Keys
 from broker.core.saver._codec import (
     _EMPTY,
     _PAGE,
+    _PUT,
+    _PUT_WRITES,
     _TRACK,
     _async_only,
     _config,
     _field,
     _pack,
+    _pairs,
     _target,
     _unpack,
 )
@@ -65,6 +68,9 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
         self.redis = redis
         self.keys = keys
         self.ttl_s = ttl_s
+        # called on their own, never in a pipeline (which would send SCRIPT EXISTS first)
+        self._put = redis.register_script(_PUT)
+        self._put_writes = redis.register_script(_PUT_WRITES)
 
     # -- serialization ---------------------------------------------------------------
     def _dump(self, value: Any) -> bytes:
@@ -233,22 +239,19 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
             _field(ch, str(v)): self._dump(values[ch]) if ch in values else _EMPTY
             for ch, v in new_versions.items()
         }
-        ns_key, index = k.checkpoint_namespaces(thread_id), k.checkpoint_index(thread_id, ns)
-        cp_key = k.checkpoint(thread_id, ns, cid)
-        written = [ns_key, index, cp_key]
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(ns_key, ns)
-            pipe.zadd(index, {cid: 0})
-            pipe.delete(cp_key)  # a repeated put replaces the whole row
-            pipe.hset(cp_key, mapping=row)
-            if blobs:
-                written.append(k.checkpoint_blobs(thread_id, ns))
-                pipe.hset(written[-1], mapping=blobs)
-            if run_id:
-                written.append(k.checkpoint_run(str(run_id)))
-                pipe.sadd(written[-1], json.dumps([thread_id, ns, cid]))
-            await self._track(pipe, thread_id, written)
-            await pipe.execute()
+        keys = [
+            k.checkpoint_thread_keys(thread_id),
+            k.checkpoint_threads,
+            k.checkpoint_namespaces(thread_id),
+            k.checkpoint_index(thread_id, ns),
+            k.checkpoint(thread_id, ns, cid),
+            k.checkpoint_blobs(thread_id, ns),
+            k.checkpoint_run(str(run_id or "_")),
+        ]
+        run_entry = json.dumps([thread_id, ns, cid]) if run_id else ""
+        args: list[Any] = [thread_id, ns, cid, run_entry, len(row), *_pairs(row)]
+        args += [len(blobs), *_pairs(blobs)]
+        await self._put(keys=keys, args=args)
         return _config(thread_id, ns, cid)
 
     async def aput_writes(
@@ -270,15 +273,9 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
             type_, data = self.serde.dumps_typed(value)
             entry = _pack([task_id, widx, channel, task_path, type_], data)
             (replaced if widx < 0 else kept)[_field(task_id, widx)] = entry
-        async with self.redis.pipeline(transaction=True) as pipe:
-            # A retried task must not change writes already saved; special channels
-            # (errors, interrupts, resumes) keep only their latest value, as InMemorySaver does.
-            for field, entry in kept.items():
-                pipe.hsetnx(key, field, entry)
-            if replaced:
-                pipe.hset(key, mapping=replaced)
-            await self._track(pipe, thread_id, [key])
-            await pipe.execute()
+        keys = [self.keys.checkpoint_thread_keys(thread_id), self.keys.checkpoint_threads]
+        args: list[Any] = [thread_id, len(kept), *_pairs(kept), len(replaced), *_pairs(replaced)]
+        await self._put_writes(keys=[*keys, key], args=args)
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         # Same scheme as InMemorySaver: the random suffix keeps forks of one parent from

@@ -11,20 +11,81 @@ _PAGE = 100
 
 # Adds the keys just written to the thread's key index and gives them the index's remaining
 # TTL, so keys written after aexpire_thread still expire together with the rest of the thread.
-# KEYS: key index, thread registry, written keys...; ARGV: thread id.
-_TRACK = """
-local ttl = redis.call('PTTL', KEYS[1])
-local score = 'inf'
-if ttl > 0 then
-  local now = redis.call('TIME')
-  score = now[1] * 1000 + math.floor(now[2] / 1000) + ttl
+# KEYS: key index, thread registry, ...; ARGV: thread id, ...
+_TRACK_FN = """
+local function track(written)
+  local ttl = redis.call('PTTL', KEYS[1])
+  local score = 'inf'
+  if ttl > 0 then
+    local now = redis.call('TIME')
+    score = now[1] * 1000 + math.floor(now[2] / 1000) + ttl
+  end
+  for _, key in ipairs(written) do
+    redis.call('SADD', KEYS[1], key)
+    if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  end
+  redis.call('ZADD', KEYS[2], score, ARGV[1])
 end
-for i = 3, #KEYS do
-  redis.call('SADD', KEYS[1], KEYS[i])
-  if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
-end
-redis.call('ZADD', KEYS[2], score, ARGV[1])
 """
+
+# KEYS: key index, thread registry, written keys...; ARGV: thread id.
+_TRACK = (
+    _TRACK_FN
+    + """
+local written = {}
+for i = 3, #KEYS do table.insert(written, KEYS[i]) end
+track(written)
+"""
+)
+
+# One checkpoint in one step. KEYS: 1 key index, 2 thread registry, 3 namespaces,
+# 4 checkpoint index, 5 checkpoint row, 6 blobs, 7 the run's checkpoints.
+# ARGV: 1 thread id, 2 namespace, 3 checkpoint id, 4 run entry ('' when none),
+# 5 row field count, row fields and values, then blob count, blob fields and values.
+_PUT = (
+    _TRACK_FN
+    + """
+local i = 6
+local nrow = tonumber(ARGV[5])
+redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('ZADD', KEYS[4], 0, ARGV[3])
+redis.call('DEL', KEYS[5])  -- a repeated put replaces the whole row
+redis.call('HSET', KEYS[5], unpack(ARGV, i, i + 2 * nrow - 1))
+i = i + 2 * nrow
+local nblob = tonumber(ARGV[i])
+local written = {KEYS[3], KEYS[4], KEYS[5]}
+if nblob > 0 then
+  redis.call('HSET', KEYS[6], unpack(ARGV, i + 1, i + 2 * nblob))
+  table.insert(written, KEYS[6])
+end
+if ARGV[4] ~= '' then
+  redis.call('SADD', KEYS[7], ARGV[4])
+  table.insert(written, KEYS[7])
+end
+track(written)
+"""
+)
+
+# A task's writes in one step: a retried task does not change writes already saved;
+# special channels (errors, interrupts, resumes) keep only their latest value.
+# KEYS: 1 key index, 2 thread registry, 3 writes; ARGV: 1 thread id, 2 kept count, kept
+# fields and values, then replaced count, replaced fields and values.
+_PUT_WRITES = (
+    _TRACK_FN
+    + """
+local nkept = tonumber(ARGV[2])
+for j = 0, nkept - 1 do redis.call('HSETNX', KEYS[3], ARGV[3 + 2 * j], ARGV[4 + 2 * j]) end
+local i = 3 + 2 * nkept
+local nrep = tonumber(ARGV[i])
+if nrep > 0 then redis.call('HSET', KEYS[3], unpack(ARGV, i + 1, i + 2 * nrep)) end
+track({KEYS[3]})
+"""
+)
+
+
+def _pairs(mapping: dict[str, bytes]) -> list[str | bytes]:
+    """A mapping as the flat field, value list a script's ARGV carries."""
+    return [x for kv in mapping.items() for x in kv]
 
 
 def _pack(header: list[Any], data: bytes) -> bytes:

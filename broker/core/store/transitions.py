@@ -228,6 +228,14 @@ class Transitions:
             return str(res[0]), "", None
         return "ok", str(res[1]), str(res[2]) or None
 
+    async def drop_due(self, run_id: str) -> None:
+        """Forgets a finished run in the due set (a late job found nothing to do)."""
+        await self.r.zrem(self.keys.runs_due, run_id)
+
+    async def drop_deadline(self, interrupt_id: str) -> None:
+        """Forgets the deadline of an interrupt that no longer exists."""
+        await self.r.zrem(self.keys.deadlines, interrupt_id)
+
     async def overdue_runs(self, cutoff: int, now: int, batch: int) -> list[str]:
         """Runs due since before ``cutoff`` whose thread no worker holds. Each run looked at
         moves to the back of the due set, so later passes reach the others."""
