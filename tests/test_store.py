@@ -327,3 +327,21 @@ async def test_a_long_history_costs_nothing_per_answer(tmp_path: Any) -> None:
         await r.aclose()
         server.terminate()
         server.wait(10)
+
+
+async def test_the_scripts_build_every_key_name_as_the_key_module_does(store: Store) -> None:
+    k = store.keys
+    lua = k.lua() + (
+        "\nreturn {K_SEQ, K_RUNS_DUE, k_interrupt('i:1'), k_iagent('pending', 'a b'),"
+        " k_itype('expired', '_'), k_run_open('r'), k_thread_active('t%1'), k_run_events('r')}"
+    )
+    assert await store.r.eval(lua, 0) == [
+        k.seq,
+        k.runs_due,
+        k.interrupt("i:1"),
+        k.interrupts_by_agent("pending", "a b"),
+        k.interrupts_by_type("expired", "_"),
+        k.run_open("r"),
+        k.thread_active_run("t%1"),
+        k.run_events("r"),
+    ]

@@ -26,10 +26,6 @@ def payload_sha256(value: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def raw_sha256(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
-
-
 def entry(
     *,
     actor: str,

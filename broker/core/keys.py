@@ -235,7 +235,3 @@ class Keys:
             args = ", ".join(f"a{i}" for i in range(arity))
             lines.append(f"local function {lua_name}({args}) return {expr} end")
         return "\n".join(lines)
-
-    def all_for_prefix(self) -> str:
-        """Glob matching every key under this prefix (for tests and tooling)."""
-        return f"{self.prefix}:*"

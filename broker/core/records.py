@@ -184,15 +184,6 @@ class InterruptRecord:
             status=InterruptStatus.PENDING, type=interrupt_type(fields.get("value")), **fields
         )
 
-    @property
-    def unapplied(self) -> bool:
-        """An accepted answer (a person's, or an expiry's default) the graph has not had yet."""
-        return (
-            self.status in (InterruptStatus.RESOLVED, InterruptStatus.EXPIRED)
-            and self.resolution is not None
-            and not self.applied
-        )
-
     def view(self) -> dict[str, Any]:
         """The public JSON of the interrupt."""
         return {

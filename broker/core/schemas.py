@@ -38,15 +38,6 @@ def declared_schema(value: Any, response_schema: Any = None) -> dict[str, Any] |
     return None
 
 
-def schema_problem(schema: dict[str, Any]) -> str | None:
-    """Why ``schema`` is not a usable JSON Schema, or None."""
-    try:
-        _validator(json.dumps(schema, sort_keys=True))
-    except SchemaError as exc:
-        return exc.message
-    return None
-
-
 @lru_cache(maxsize=512)
 def _validator(schema_json: str) -> Any:
     schema = json.loads(schema_json)
