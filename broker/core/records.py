@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from broker.core.codec import dumps, iso, loads
-from broker.core.shapes import interrupt_type
+from broker.core.shapes import interrupt_type, kind
 
 
 class RunStatus(StrEnum):
@@ -193,6 +193,7 @@ class InterruptRecord:
             "thread_id": self.thread_id,
             "agent_id": self.agent_id,
             "type": self.type,
+            "kind": kind(self.value),
             "value": self.value,
             "response_schema": self.response_schema,
             "status": self.status.value,

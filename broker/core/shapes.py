@@ -1,13 +1,15 @@
 """Interrupt kinds and the choices a person has on each: the one definition that links,
 link pages and every other answer channel share.
 
-The kinds, by the interrupt's value:
-- a tool review (LangChain's ``HumanInTheLoopMiddleware``): ``action_requests`` and
-  ``review_configs``; answered with one decision per action;
-- a slot choice: ``slots``, a list of ``{label, iso}``; answered with the chosen slot or
-  ``{"cancelled": true}``;
-- an approval: ``type`` is ``"approval"``; answered with true or false;
-- anything else: a free answer.
+The kinds, by the interrupt's value (``kind``; every interrupt's JSON carries it, and the
+dashboard builds its form from it):
+- ``review``, a tool review (LangChain's ``HumanInTheLoopMiddleware``): ``action_requests``
+  and ``review_configs``; answered with one decision per action;
+- ``slots``, a slot choice: ``slots``, a list of ``{label, iso}``; answered with the chosen
+  slot or ``{"cancelled": true}``;
+- ``approval``: ``type`` is ``"approval"``; answered with true or false;
+- ``ask``: ``type`` is ``"ask"``; answered with text;
+- ``json``: anything else; a free answer.
 """
 
 from __future__ import annotations
@@ -43,6 +45,27 @@ def allowed_decisions(value: dict[str, Any], action: dict[str, Any]) -> list[str
     return []
 
 
+def _is_slot(slot: Any) -> bool:
+    return (
+        isinstance(slot, dict)
+        and isinstance(slot.get("label"), str)
+        and isinstance(slot.get("iso"), str)
+    )
+
+
+def kind(value: Any) -> str:
+    """The interrupt's kind: review, slots, approval, ask or json (see the module docstring)."""
+    if is_hitl_request(value):
+        return "review"
+    if isinstance(value, dict):
+        slots = value.get("slots")
+        if isinstance(slots, list) and slots and all(_is_slot(s) for s in slots):
+            return "slots"
+        if value.get("type") in ("approval", "ask"):
+            return str(value["type"])
+    return "json"
+
+
 @dataclass(frozen=True)
 class Choice:
     name: str
@@ -54,28 +77,28 @@ class Choice:
 
 def choices(value: Any, itype: str | None) -> list[Choice]:
     """The choices a person can make on an interrupt, by its kind."""
-    if is_hitl_request(value):
+    shape = kind(value)
+    if shape == "review":
         actions = value["action_requests"]
         out = []
-        for kind, label, decision in (
+        for decided, label, decision in (
             ("approve", "Approve", {"type": "approve"}),
             ("reject", "Reject", {"type": "reject", "message": "Rejected from an action link"}),
         ):
-            if all(kind in allowed_decisions(value, a) for a in actions):
-                out.append(Choice(kind, label, {"decisions": [decision] * len(actions)}))
+            if all(decided in allowed_decisions(value, a) for a in actions):
+                out.append(Choice(decided, label, {"decisions": [decision] * len(actions)}))
         return out
-    slots = value.get("slots") if isinstance(value, dict) else None
-    if isinstance(slots, list) and slots and all(isinstance(s, dict) for s in slots):
+    if shape == "slots":
         out = [
             Choice(
                 f"slot:{n}",
-                str(slot.get("label") or slot.get("iso")),
-                {"chosen_time": slot.get("iso"), "chosen_label": slot.get("label")},
+                slot["label"],
+                {"chosen_time": slot["iso"], "chosen_label": slot["label"]},
             )
-            for n, slot in enumerate(slots)
+            for n, slot in enumerate(value["slots"])
         ]
         return [*out, Choice("cancel", "None of these (cancel)", {"cancelled": True})]
-    if itype == "approval":
+    if shape == "approval" or itype == "approval":
         return [Choice("approve", "Approve", True), Choice("reject", "Reject", False)]
     return [Choice("answer", "Answer", free=True)]
 

@@ -8,15 +8,16 @@ worker jobs (worker/deliveries.py).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from broker.core import links, signing
+from broker.core import errors, links, signing
 from broker.core.codec import dumps, iso, loads, now_ms
 from broker.core.errors import validation_message
-from broker.core.records import InterruptRecord, InterruptStatus
+from broker.core.records import InterruptStatus
 from broker.core.settings import Settings, json_list
 from broker.core.store import Store
 
@@ -154,9 +155,8 @@ async def payload(store: Store, eid: str, event: dict[str, Any]) -> dict[str, An
     }
     iid = data.get("interrupt_id")
     if str(event.get("type", "")).startswith("interrupt.") and iid:
-        h = await store.r.hgetall(store.keys.interrupt(iid))
-        if h:
-            data["interrupt"] = InterruptRecord.from_hash(h).view()
+        with contextlib.suppress(errors.InterruptNotFound):
+            data["interrupt"] = (await store.interrupt(iid)).view()
     return {"type": event.get("type"), "timestamp": iso(event.get("ts") or now_ms()), "data": data}
 
 
@@ -165,8 +165,11 @@ async def with_links(store: Store, body: dict[str, Any]) -> dict[str, Any]:
     if body["type"] != "interrupt.created":
         return body
     iid = body["data"].get("interrupt_id")
-    h = await store.r.hgetall(store.keys.interrupt(iid)) if iid else {}
-    if not h or h.get("status") != InterruptStatus.PENDING:
+    try:
+        h = await store.interrupt(iid) if iid else None
+    except errors.InterruptNotFound:
         return body
-    minted = links.mint(store.settings, InterruptRecord.from_hash(h))
+    if h is None or h.status != InterruptStatus.PENDING:
+        return body
+    minted = links.mint(store.settings, h)
     return {**body, "data": {**body["data"], "links": minted}}

@@ -6,7 +6,7 @@ Every key of a thread is listed in its key index, so none of these ever SCANs.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,14 @@ for _, key in ipairs(keys) do
   if ARGV[2] == '' then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ARGV[2]) end
 end
 redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[1])
+"""
+
+# Deletes every key of a thread and its registry entry, in one step however many keys it
+# has. KEYS: 1 key index, 2 thread registry; ARGV: 1 thread id.
+_DELETE_THREAD = """
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do redis.call('DEL', key) end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
 """
 
 
@@ -95,29 +103,12 @@ class ThreadOps:
             await pipe.execute()
 
     # -- deletion and retention --------------------------------------------------------
-    async def _for_thread_keys(
-        self, thread_id: str, apply: Callable[[Pipeline, list[Any]], None]
-    ) -> None:
-        # apply(pipe, keys) runs in one transaction over every key of the thread; WATCH on
-        # the key index retries it when a concurrent write adds a key in between.
-        index = self.keys.checkpoint_thread_keys(thread_id)
-
-        async def run(pipe: Pipeline) -> None:
-            members = await pipe.smembers(index)
-            pipe.multi()
-            apply(pipe, [index, *members])
-
-        await self.redis.transaction(run, index)
-
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint, write and value of the thread."""
+        k = self.keys
         thread_id = str(thread_id)
-
-        def delete(pipe: Pipeline, keys: list[Any]) -> None:
-            pipe.delete(*keys)
-            pipe.zrem(self.keys.checkpoint_threads, thread_id)
-
-        await self._for_thread_keys(thread_id, delete)
+        keys = [k.checkpoint_thread_keys(thread_id), k.checkpoint_threads]
+        await self.redis.eval(_DELETE_THREAD, len(keys), *keys, thread_id)
 
     async def aexpire_thread(self, thread_id: str, ttl_s: int | None = None) -> None:
         """Expire every key of the thread after ``ttl_s`` seconds (default: the saver's).

@@ -16,19 +16,10 @@ export function declaredSchema(record) {
   return null;
 }
 
-function isSlot(s) {
-  return s && typeof s === "object" && typeof s.label === "string" && typeof s.iso === "string";
-}
-
+// The broker names each interrupt's kind (broker/core/shapes.py), the same one its
+// action links and their pages use.
 export function kindOf(record) {
-  const v = record.value;
-  if (v && typeof v === "object" && !Array.isArray(v)) {
-    if (Array.isArray(v.action_requests) && Array.isArray(v.review_configs)) return "review";
-    if (Array.isArray(v.slots) && v.slots.length && v.slots.every(isSlot)) return "slots";
-    if (v.type === "approval") return "approval";
-    if (v.type === "ask") return "ask";
-  }
-  return "json";
+  return record.kind ?? "json";
 }
 
 // `send(value)` answers; it resolves true once the broker accepted the answer.
