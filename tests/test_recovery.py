@@ -9,8 +9,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +26,8 @@ from broker.core.store import Store
 from tests.faults import Faults
 from tests.faults import client as faulty
 from tests.flow import next_interrupt, pending, run_state, start, wait_status
-from tests.harness import Broker, delete_prefix, free_port, wait_until
+from tests.harness import Broker, delete_prefix, wait_until
+from tests.servers import RedisServer
 
 pytestmark = pytest.mark.slow
 
@@ -162,58 +161,10 @@ def test_two_workers_never_run_one_thread_in_parallel(
             assert _count(redis_url, prefix, "join", thread) == 1
 
 
-class AofRedis:
-    """A redis-server of the test's own that persists every write to its append-only file."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.dir = workdir
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.dir),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-
-        def up() -> bool:
-            try:
-                return bool(redis.Redis.from_url(self.url).ping())
-            except redis.RedisError:
-                return False
-
-        wait_until(up, "redis-server to start")
-
-    def crash(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
 def test_nothing_is_lost_across_a_redis_crash_with_aof(
     make_broker: Any, prefix: str, tmp_path: Path
 ) -> None:
-    server = AofRedis(tmp_path)
+    server = RedisServer(tmp_path, aof=True)
     server.start()
     try:
         b = make_broker(server.url)

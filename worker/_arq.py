@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import redis.asyncio as aioredis
 from arq import Worker
 
 log = logging.getLogger("worker")
@@ -30,7 +31,9 @@ class BrokerWorker(Worker):
 
     _listener: asyncio.Task[None] | None = None
 
-    def __init__(self, *args: Any, wake_channel: str, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, wake_channel: str, wake_redis: aioredis.Redis, **kwargs: Any
+    ) -> None:
         startup: Hook | None = kwargs.pop("on_startup", None)
         shutdown: Hook | None = kwargs.pop("on_shutdown", None)
 
@@ -46,15 +49,18 @@ class BrokerWorker(Worker):
                     await self._listener
             if shutdown:
                 await shutdown(ctx)
+            await self.wake_redis.aclose()
 
         super().__init__(*args, on_startup=on_startup, on_shutdown=on_shutdown, **kwargs)
         self.wake_channel = wake_channel
+        # a client of its own: pub/sub waits without a socket timeout
+        self.wake_redis = wake_redis
 
     async def _listen(self) -> None:
         polling = asyncio.Lock()
         while True:
             try:
-                async with self.pool.pubsub() as ps:
+                async with self.wake_redis.pubsub() as ps:
                     await ps.subscribe(self.wake_channel)
                     async for message in ps.listen():
                         if message.get("type") != "message" or polling.locked():

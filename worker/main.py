@@ -14,14 +14,13 @@ import uuid
 from typing import Any
 
 import httpx
-import redis.asyncio as aioredis
 from arq import Retry
-from arq.connections import RedisSettings
 from arq.worker import func
 
 from agent.registry import load_registry
 from broker.core import config
 from broker.core.codec import now_ms
+from broker.core.connections import queue_pool, redis_client
 from broker.core.keys import Keys
 from broker.core.saver import RedisCheckpointSaver
 from broker.core.settings import Settings, get_settings
@@ -52,9 +51,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.setdefault("settings", get_settings())
     # refuse to start on unusable configuration, not at the first interrupt
     webhook_config = config.check(settings, "worker").webhooks
-    url = settings.require_redis_url()
-    store_redis = aioredis.Redis.from_url(url, decode_responses=True)
-    saver_redis = aioredis.Redis.from_url(url)
+    store_redis = redis_client(settings)
+    saver_redis = redis_client(settings, decode=False)
     keys = Keys(settings.key_prefix)
     registry = load_registry(settings.langgraph_json, settings.agents)
     saver = RedisCheckpointSaver(saver_redis, keys, ttl_s=settings.checkpoint_ttl_s or None)
@@ -106,10 +104,6 @@ async def _heartbeat(ctx: dict[str, Any]) -> None:
         await asyncio.sleep(every)
 
 
-def redis_settings(settings: Settings) -> RedisSettings:
-    return RedisSettings.from_dsn(settings.require_redis_url())
-
-
 def worker_kwargs(settings: Settings) -> dict[str, Any]:
     keys = Keys(settings.key_prefix)
     return {
@@ -123,7 +117,9 @@ def worker_kwargs(settings: Settings) -> dict[str, Any]:
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,
-        "redis_settings": redis_settings(settings),
+        # arq's pool and the wake listener's client, with the broker's target and timeouts
+        "redis_pool": queue_pool(settings, keys.queue),
+        "wake_redis": redis_client(settings, block_s=None),
         "queue_name": keys.queue,
         "max_jobs": settings.worker_max_jobs,
         "job_timeout": settings.job_timeout_s,
@@ -156,5 +152,6 @@ def __getattr__(name: str) -> Any:
     if name == "WorkerSettings":
         kwargs = worker_kwargs(get_settings())
         kwargs.pop("wake_channel")
+        kwargs.pop("wake_redis")
         return type("WorkerSettings", (), kwargs)
     raise AttributeError(name)

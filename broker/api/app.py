@@ -6,14 +6,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
-from arq.connections import RedisSettings, create_pool
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.registry import load_registry
+from broker.api import events
 from broker.api.events import EventHub
 from broker.api.gate import AuthGate
 from broker.api.routes import (
@@ -30,6 +29,7 @@ from broker.api.routes import (
 )
 from broker.api.threads import ThreadStates
 from broker.core import config, errors
+from broker.core.connections import queue_pool, redis_client
 from broker.core.keys import Keys
 from broker.core.saver import RedisCheckpointSaver
 from broker.core.settings import Settings, get_settings
@@ -51,22 +51,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        url = settings.require_redis_url()
-        client = aioredis.Redis.from_url(url, decode_responses=True)
-        queue = await create_pool(
-            RedisSettings.from_dsn(url), default_queue_name=Keys(settings.key_prefix).queue
-        )
+        keys = Keys(settings.key_prefix)
+        client = redis_client(settings)
+        queue = queue_pool(settings, keys.queue)
         app.state.settings = settings
         app.state.store = Store(client, settings)
         app.state.queue = queue
         app.state.registry = load_registry(settings.langgraph_json, settings.agents)
-        saver_client = aioredis.Redis.from_url(url)
-        saver = RedisCheckpointSaver(saver_client, Keys(settings.key_prefix))
+        saver_client = redis_client(settings, decode=False)
+        saver = RedisCheckpointSaver(saver_client, keys)
         app.state.threads = ThreadStates(
             {aid: spec.graph for aid, spec in app.state.registry.items()}, saver
         )
-        hub_client = aioredis.Redis.from_url(url, decode_responses=True)
-        app.state.hub = EventHub(hub_client, Keys(settings.key_prefix).events)
+        hub_client = redis_client(settings, block_s=events.BLOCK_MS / 1000)
+        app.state.hub = EventHub(hub_client, keys.events)
         await app.state.hub.start()
         log.info("broker API ready; agents: %s", ", ".join(app.state.registry))
         try:

@@ -78,6 +78,10 @@ class Subscription:
         return None
 
 
+# How long one XREAD waits on the server; the hub's client allows for it in its timeout.
+BLOCK_MS = 5000
+
+
 class EventHub:
     """Reads the global event stream and hands each event to matching subscribers.
 
@@ -86,7 +90,7 @@ class EventHub:
     event after its subscription reaches it live, and its own replay covers the rest.
     """
 
-    def __init__(self, redis: aioredis.Redis, stream: str, *, block_ms: int = 5000) -> None:
+    def __init__(self, redis: aioredis.Redis, stream: str, *, block_ms: int = BLOCK_MS) -> None:
         self.r = redis
         self.stream = stream
         self.block_ms = block_ms

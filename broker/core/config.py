@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from broker.core import auth, expiry, links, webhooks
+from broker.core import auth, connections, expiry, links, webhooks
 from broker.core.settings import Settings
 
 log = logging.getLogger("broker.core.config")
@@ -29,7 +29,7 @@ class Checked:
 def check(settings: Settings, process: Process) -> Checked:
     """Raises ValueError (or RuntimeError for a missing ``REDIS_URL``), naming the fix,
     for configuration ``process`` must not run with."""
-    settings.require_redis_url()
+    connections.parse_url(settings.require_redis_url())
     keyring = auth.KeyRing.from_settings(settings)
     subscriptions = webhooks.configured(settings)
     link_key = links.secret_key(settings)

@@ -44,6 +44,16 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("REDIS_URL", "BROKER_REDIS_URL")
     )
     key_prefix: str = Field(default="ib", pattern=r"^[A-Za-z0-9._:\-]{1,64}$")
+    # Connections (broker/core/connections.py): every command and connect is bounded, so
+    # a stalled server becomes an error within seconds rather than a hang.
+    redis_timeout_s: Positive = 5.0
+    redis_connect_timeout_s: Positive = 2.0
+    redis_health_check_s: Annotated[float, Field(ge=0)] = 15.0
+    """Idle connections are PINGed before reuse after this long (0: never)."""
+    redis_ca_file: str | None = None
+    """CA bundle that a ``rediss://`` server's certificate is verified against."""
+    redis_sentinel_password: str | None = None
+    """Password of the sentinels themselves, when they need one."""
 
     # Agents: built-in ones unless a langgraph.json or module:attribute paths are given.
     langgraph_json: str | None = None
