@@ -58,6 +58,9 @@ class Usage:
             self.cpu_s - other.cpu_s,
         )
 
+    def __add__(self, other: Usage) -> Usage:
+        return self - other.scaled(-1)
+
     def scaled(self, k: float) -> Usage:
         cmds = {c: n * k for c, n in self.commands.items()}
         return Usage(cmds, self.net_in * k, self.net_out * k, self.cpu_s * k)

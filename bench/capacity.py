@@ -17,10 +17,15 @@ The in-process floor is the same graph on the same checkpoint saver, called dire
 and then two worker processes, the difference shows what each wake-up PUBLISH costs:
 it wakes every worker, and each polls arq's queue.
 
-Memory is measured on another redis-server of its own: used_memory with ``--held`` runs
-waiting on their interrupt, then with the same runs finished (minus a warm start).
+Each row is measured over ``--repeat`` windows of ``--cycles`` cycles: counts and bytes
+are their mean; CPU and speed the best window, the one least disturbed by whatever else
+shares the machine (CPU seconds are robust to sharing, not immune to it).
 
-    uv run python -m bench.capacity [--cycles 200] [-c 16] [--held 500]
+Memory is measured on another redis-server of its own: used_memory with ``--held`` runs
+waiting on their interrupt, then with the same runs finished (minus a warm start), and
+where a finished run's bytes are, by key family (MEMORY USAGE of every key).
+
+    uv run python -m bench.capacity [--cycles 150] [-c 16] [--repeat 3] [--held 500]
 """
 
 from __future__ import annotations
@@ -70,7 +75,7 @@ async def _split(cycles: int, conc: int, one: Any) -> float:
     return time.perf_counter() - t0
 
 
-async def floor(url: str, cycles: int, conc: int) -> Measured:
+async def floor(url: str, cycles: int, conc: int, repeat: int) -> Measured:
     from agent.naming import graph
 
     keys = Keys(f"benchcap{uuid.uuid4().hex[:6]}")
@@ -84,13 +89,16 @@ async def floor(url: str, cycles: int, conc: int) -> Measured:
 
     await one()  # scripts loaded, connections open
     overhead = await reading_cost(meter)
-    before = await usage(meter)
-    wall = await _split(cycles, conc, one)
-    used = (await usage(meter)) - before - overhead
+    runs = []
+    for _ in range(repeat):
+        before = await usage(meter)
+        wall = await _split(cycles, conc, one)
+        used = (await usage(meter)) - before - overhead
+        runs.append((used.scaled(1 / cycles), cycles / wall))
     await client.aclose()
     await meter.aclose()
     delete_prefix(url, keys.prefix)
-    return Measured("in-process floor", used.scaled(1 / cycles), cycles / wall)
+    return Measured("in-process floor", *_best(runs))
 
 
 async def _cycle(api: httpx.AsyncClient, follower: Follower) -> str:
@@ -117,7 +125,20 @@ def _serving(url: str, workers: int, conc: int) -> Broker:
     return b
 
 
-async def broker(url: str, cycles: int, conc: int, workers: int, idle_s: float) -> Measured:
+def _best(runs: list[tuple[Usage, float]]) -> tuple[Usage, float]:
+    """Counts and bytes averaged over the repeats; CPU and speed the best of them, the
+    repeat least disturbed by whatever else shares the machine."""
+    total = Usage()
+    for used, _ in runs:
+        total = total + used
+    mean = total.scaled(1 / len(runs))
+    mean.cpu_s = min(used.cpu_s for used, _ in runs)
+    return mean, max(speed for _, speed in runs)
+
+
+async def broker(
+    url: str, cycles: int, conc: int, workers: int, idle_s: float, repeat: int
+) -> Measured:
     b = _serving(url, workers, conc)
     keys = Keys(b.env["BROKER_KEY_PREFIX"])
     meter = aioredis.Redis.from_url(url)
@@ -133,26 +154,28 @@ async def broker(url: str, cycles: int, conc: int, workers: int, idle_s: float) 
             idle = (await usage(meter)) - before - overhead - (follower.own - own)
             background = idle.scaled(1 / idle_s)
 
-            own, calls, before = follower.own.scaled(1), len(follower.calls), await usage(meter)
-            t0 = time.perf_counter()
-            wall = await _split(cycles, conc, lambda: _cycle(api, follower))
-            await asyncio.sleep(SETTLE_S)  # the finished runs' last bookkeeping
-            window = time.perf_counter() - t0
-            used = (await usage(meter)) - before - overhead - (follower.own - own)
-            used -= background.scaled(window)
-            # the follower's reads once more, without blocking: what they cost in CPU
-            replayed = follower.calls[calls:]
-            follower.calls = replayed
-            r0 = await usage(meter)
-            await follower.replay()
-            used.cpu_s -= ((await usage(meter)) - r0 - overhead).cpu_s
+            runs = []
+            for _ in range(repeat):
+                own, calls, before = follower.own.scaled(1), len(follower.calls), await usage(meter)
+                t0 = time.perf_counter()
+                wall = await _split(cycles, conc, lambda: _cycle(api, follower))
+                await asyncio.sleep(SETTLE_S)  # the finished runs' last bookkeeping
+                window = time.perf_counter() - t0
+                used = (await usage(meter)) - before - overhead - (follower.own - own)
+                used -= background.scaled(window)
+                # the follower's reads once more, without blocking: what they cost in CPU
+                follower.calls = follower.calls[calls:]
+                r0 = await usage(meter)
+                await follower.replay()
+                used.cpu_s -= ((await usage(meter)) - r0 - overhead).cpu_s
+                runs.append((used.scaled(1 / cycles), cycles / wall))
     finally:
         await follower.stop()
         await meter.aclose()
         b.stop()
         delete_prefix(url, keys.prefix)
     name = f"broker, {workers} worker{'s' if workers > 1 else ''}"
-    return Measured(name, used.scaled(1 / cycles), cycles / wall, background)
+    return Measured(name, *_best(runs), background)
 
 
 def _family(key: str, prefix: str) -> str:
@@ -277,23 +300,25 @@ def report(rows: list[Measured], mem: tuple[float, float, dict[str, float]], ver
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cycles", type=int, default=200, help="cycles per row")
+    parser.add_argument("--cycles", type=int, default=150, help="cycles per window")
     parser.add_argument("-c", "--concurrency", type=int, default=16, help="cycles at once")
     parser.add_argument("--held", type=int, default=500, help="runs held for the memory figures")
     parser.add_argument("--idle", type=float, default=5.0, help="idle window, s")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeat", type=int, default=3, help="measured windows per row")
     args = parser.parse_args()
     os.environ.pop("OPENAI_API_KEY", None)  # the deterministic offline model, in every process
     with own_redis() as url:
         r = aioredis.Redis.from_url(url)
         version = (await r.info("server"))["redis_version"]
         await r.aclose()
-        rows = [await floor(url, args.cycles, args.concurrency)]
+        rows = [await floor(url, args.cycles, args.concurrency, args.repeat)]
         for n in args.workers:
-            rows.append(await broker(url, args.cycles, args.concurrency, n, args.idle))
+            rows.append(await broker(url, args.cycles, args.concurrency, n, args.idle, args.repeat))
     mem = await memory(args.held, args.concurrency)
     print(f"redis-server {version}, {os.cpu_count()} cores shared by Redis, the API, the workers")
-    print(f"and this driver; {args.cycles} cycles per row, {args.concurrency} at once")
+    print(f"and this driver; {args.cycles} cycles per window, {args.concurrency} at once,")
+    print(f"{args.repeat} windows per row: counts and bytes their mean, CPU and speed their best")
     report(rows, mem, version)
 
 

@@ -93,9 +93,13 @@ async def dispatch_loop(store: Store, pool: Any, consumer: str, config: Any) -> 
     subs = Subscriptions(store, config or {})
     reading: bool | None = None  # unknown until the first look
     claimed_at = 0.0
+    wanted: list[webhooks.Subscription] = []
+    fresh = False  # ``wanted`` was read just after the last events
     while True:
         try:
-            wanted = await subs.current()
+            if not fresh:
+                wanted = await subs.current()
+            fresh = False
             if not wanted:
                 if reading is not False:
                     await _close_group(store)
@@ -117,7 +121,7 @@ async def dispatch_loop(store: Store, pool: Any, consumer: str, config: Any) -> 
             )
             if got:
                 # read after the events: a subscription made before them is matched too
-                wanted = await subs.current()
+                wanted, fresh = await subs.current(), True
             for _, entries in got or []:
                 await _dispatch(store, pool, wanted, entries)
         except asyncio.CancelledError:
