@@ -4,7 +4,14 @@ The dispatcher reads the global event stream through a consumer group, so each e
 dispatched once across all workers; an event is acknowledged only after its jobs are
 queued, and entries a dead worker left unacknowledged are claimed by another. Each job
 id names the subscription and the event, so an event dispatched twice is delivered once.
-With no subscription at all, it reads nothing: events cost it nothing.
+
+With no enabled subscription, it costs nothing per event: it reads one small version
+key every ``IDLE_S`` (the API changes it with every managed subscription it saves or
+deletes), never the stream, the group or the subscriptions. The group exists only while
+a subscription is enabled: the first dispatcher to find one creates it at the change
+that enabled it, so a new subscription gets what happens from then on; the last to find
+none removes it. The subscriptions themselves are read again only when the version
+changes.
 
 A delivery is retried with exponential backoff until it gets a 2xx or has made
 ``BROKER_WEBHOOK_MAX_ATTEMPTS`` attempts; every attempt goes to the subscription's
@@ -15,6 +22,7 @@ signature are fresh for each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -39,37 +47,90 @@ def backoff_s(attempt: int, base: float, cap: float) -> float:
     return float(min(base * 2 ** (attempt - 1), cap))
 
 
+class Subscriptions:
+    """The subscriptions a dispatcher matches events against, read again only when the
+    managed ones' version changes."""
+
+    def __init__(self, store: Store, config: dict[str, webhooks.Subscription]) -> None:
+        self.store, self.config = store, config
+        self.version: str | None = None
+        self.managed: list[webhooks.Subscription] = []
+        self.read = False
+
+    async def current(self) -> list[webhooks.Subscription]:
+        """The enabled subscriptions: one GET, and an HGETALL when they changed."""
+        version = await webhooks.version(self.store)
+        if not self.read or version != self.version:
+            self.managed = list((await webhooks.managed(self.store)).values())
+            self.version, self.read = version, True
+        return [s for s in (*self.config.values(), *self.managed) if s.enabled]
+
+    def start_id(self) -> str:
+        """Where a group created now starts: at the change that enabled a managed
+        subscription, or at the stream's end for configured ones."""
+        at = webhooks.changed_at_ms(self.version)
+        return "$" if self.config or not at else f"{at - 1}-0"
+
+
+async def _open_group(store: Store, start_id: str) -> None:
+    k = store.keys
+    try:
+        await store.r.xgroup_create(k.events, k.webhook_group, id=start_id, mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):  # another worker created it: read on from there
+            raise
+
+
+async def _close_group(store: Store) -> None:
+    # nobody subscribes: the next subscription must not get the events of the meantime
+    with contextlib.suppress(ResponseError):  # no stream, or no group: nothing to remove
+        await store.r.xgroup_destroy(store.keys.events, store.keys.webhook_group)
+
+
 async def dispatch_loop(store: Store, pool: Any, consumer: str, config: Any) -> None:
     """Follows the event stream and queues one delivery job per matching subscription."""
     r, k = store.r, store.keys
-    try:
-        await r.xgroup_create(k.events, k.webhook_group, id="$", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+    subs = Subscriptions(store, config or {})
+    reading: bool | None = None  # unknown until the first look
     claimed_at = 0.0
+    wanted: list[webhooks.Subscription] = []
+    fresh = False  # ``wanted`` was read just after the last events
     while True:
         try:
+            if not fresh:
+                wanted = await subs.current()
+            fresh = False
+            if not wanted:
+                if reading is not False:
+                    await _close_group(store)
+                    reading = False
+                await asyncio.sleep(IDLE_S)
+                continue
+            if not reading:
+                await _open_group(store, subs.start_id())
+                reading, claimed_at = True, 0.0
             if time.monotonic() - claimed_at > CLAIM_IDLE_MS / 1000:
                 claimed_at = time.monotonic()
                 _, entries, *_ = await r.xautoclaim(
                     k.events, k.webhook_group, consumer, CLAIM_IDLE_MS, "0-0", count=100
                 )
-                await _dispatch(store, pool, config, entries)
+                await _dispatch(store, pool, wanted, entries)
                 await _forget_gone_consumers(store, consumer)
-            if not config and not await r.hlen(k.webhooks):
-                # nobody subscribes: no event is read, and the group's cursor keeps up so
-                # a subscription made now gets only what happens from about now on
-                await r.xgroup_setid(k.events, k.webhook_group, "$")
-                await asyncio.sleep(IDLE_S)
-                continue
             got = await r.xreadgroup(
                 k.webhook_group, consumer, {k.events: ">"}, count=100, block=2000
             )
+            if got:
+                # read after the events: a subscription made before them is matched too
+                wanted, fresh = await subs.current(), True
             for _, entries in got or []:
-                await _dispatch(store, pool, config, entries)
+                await _dispatch(store, pool, wanted, entries)
         except asyncio.CancelledError:
             raise
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                log.exception("webhook dispatch failed; retrying")
+                await asyncio.sleep(1)
+            reading = None  # the last subscription went and came back: look again
         except Exception:
             log.exception("webhook dispatch failed; retrying")
             await asyncio.sleep(1)
@@ -84,10 +145,11 @@ async def _forget_gone_consumers(store: Store, consumer: str) -> None:
             await r.xgroup_delconsumer(k.events, k.webhook_group, info["name"])
 
 
-async def _dispatch(store: Store, pool: Any, config: Any, entries: list[Any]) -> None:
+async def _dispatch(
+    store: Store, pool: Any, subs: list[webhooks.Subscription], entries: list[Any]
+) -> None:
     if not entries:
         return
-    subs = await webhooks.every(store, config)
     for eid, fields in entries:
         event = loads((fields or {}).get("event"))
         wanted = [s for s in subs if event and s.matches(event)]

@@ -105,13 +105,20 @@ class Keys:
         """Hash of subscriptions managed over the API: id -> JSON."""
         return f"{self.prefix}:webhooks"
 
+    @property
+    def webhooks_version(self) -> str:
+        """Changed with every save or delete of a managed subscription: "<ms>-<nonce>",
+        the Redis time of the change first. Dispatchers read it instead of the hash."""
+        return f"{self.prefix}:webhooks:version"
+
     def webhook_deliveries(self, subscription_id: str) -> str:
         """Capped list of a subscription's delivery attempts, newest first."""
         return f"{self.prefix}:webhook:{subscription_id}:deliveries"
 
     @property
     def webhook_group(self) -> str:
-        """Consumer group on the global event stream: each event is dispatched once."""
+        """Consumer group on the global event stream: each event is dispatched once. It
+        exists only while some subscription is enabled."""
         return f"{self.prefix}:webhooks:dispatch"
 
     # -- runs ---------------------------------------------------------------------

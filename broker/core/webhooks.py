@@ -2,13 +2,15 @@
 
 Subscriptions come from the configuration (``BROKER_WEBHOOKS`` or
 ``BROKER_WEBHOOKS_FILE``, read-only over the API) and from ``/admin/webhooks`` (kept in
-Redis). Deliveries are signed per Standard Webhooks (broker/signing.py) and made by
-worker jobs (worker/deliveries.py).
+Redis, with a version key that changes in the same transaction, so dispatchers read the
+subscriptions only when they change). Deliveries are signed per Standard Webhooks
+(broker/signing.py) and made by worker jobs (worker/deliveries.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import uuid
 from pathlib import Path
 from typing import Any, Literal
 
@@ -118,15 +120,40 @@ async def find(store: Store, config: dict[str, Subscription], sid: str) -> Subsc
     return Subscription.model_validate_json(raw) if raw else None
 
 
+async def version(store: Store) -> str | None:
+    """The managed subscriptions' version: it changes whenever one is saved or deleted."""
+    value: str | None = await store.r.get(store.keys.webhooks_version)
+    return value
+
+
+def changed_at_ms(value: str | None) -> int:
+    """The Redis time (ms) of the change that set ``value``; 0 when there is none."""
+    head = (value or "").partition("-")[0]
+    return int(head) if head.isdigit() else 0
+
+
+async def _new_version(store: Store) -> str:
+    # Redis's clock, the one event ids use: a dispatcher that starts reading for this
+    # change starts at the events from this moment on
+    seconds, micros = await store.r.time()
+    return f"{int(seconds) * 1000 + int(micros) // 1000}-{uuid.uuid4().hex[:8]}"
+
+
 async def save(store: Store, sub: Subscription) -> None:
-    await store.r.hset(store.keys.webhooks, sub.id, sub.model_dump_json())
+    stamp = await _new_version(store)
+    async with store.r.pipeline(transaction=True) as pipe:
+        pipe.hset(store.keys.webhooks, sub.id, sub.model_dump_json())
+        pipe.set(store.keys.webhooks_version, stamp)
+        await pipe.execute()
 
 
 async def delete(store: Store, sid: str) -> bool:
+    stamp = await _new_version(store)
     async with store.r.pipeline(transaction=True) as pipe:
         pipe.hdel(store.keys.webhooks, sid)
         pipe.delete(store.keys.webhook_deliveries(sid))
-        removed, _ = await pipe.execute()
+        pipe.set(store.keys.webhooks_version, stamp)
+        removed, *_ = await pipe.execute()
     return bool(removed)
 
 
