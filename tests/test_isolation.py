@@ -16,7 +16,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -88,6 +88,7 @@ class World:
     webhook: str
     fresh: dict[str, Objects] = field(default_factory=dict)
     hook: str = ""
+    last_headers: httpx.Headers = field(default_factory=httpx.Headers)
     """The subscription this call names: the shared one, or a fresh one to change."""
 
 
@@ -305,6 +306,12 @@ def link_token(world: World, target: str) -> str:
     return signed(b.interrupts[0], "slot-3")  # a choice B's interrupt does not offer
 
 
+LIST_FILTERS = {
+    "/runs": lambda o: [{"thread_id": o.thread}, {"agent_id": o.agent}],
+    "/interrupts": lambda o: [{"thread_id": o.thread}, {"run_id": o.run}, {"agent_id": o.agent}],
+}
+
+
 def build(world: World, method: str, path: str, row: Row, who: str, target: str) -> Call:
     name = key_name(who, row.scope or KEY)
     hdrs = headers(KEYS, name) if name else {}
@@ -315,7 +322,7 @@ def build(world: World, method: str, path: str, row: Row, who: str, target: str)
         body = {"agent_id": own, "input": {}, "thread_id": thread}
         return Call(method, path, hdrs, json=body)
     if path in ("/runs", "/interrupts"):
-        return Call(method, path, hdrs, params={"thread_id": o.thread})
+        return Call(method, path, hdrs, params=LIST_FILTERS[path](o)[0])
     if path.startswith("/runs/{run_id}"):
         url = path.format(run_id=o.run)
         if path.endswith("/events"):
@@ -362,8 +369,10 @@ def send(world: World, call: Call) -> tuple[int, str]:
                 json=call.json,
                 data=call.data,
             )
+            world.last_headers = r.headers
             return r.status_code, r.text
         with client.stream(call.method, call.url, headers=call.headers, params=call.params) as r:
+            world.last_headers = r.headers
             if r.status_code != 200:
                 return r.status_code, r.read().decode()
             lines = []
@@ -417,24 +426,32 @@ def test_route_answers_each_principal_and_id(
     before = snapshot(redis_url, prefix, audit=not audited) if row.writes else None
 
     got, body = send(world, call)
+    if path in LIST_FILTERS and method == "GET":
+        # every filter that can name another agent's objects, one request each
+        for params in LIST_FILTERS[path](ids_for(world, target))[1:]:
+            more = send(world, replace(call, params=params))
+            assert more[0] == got, more[1]
+            body = f"{body}\n{more[1]}"
 
     assert got == status, body
     if code is not None:
-        error = json.loads(body)["error"]
+        error = json.loads(body.split("\n")[0])["error"]
         assert error["code"] == code, body
         assert isinstance(error["message"], str) and error["message"]
+    if got == 401:
+        assert world.last_headers["www-authenticate"].startswith("Bearer")
     if target == "valid":
         # a valid link is a capability for its one question: its page shows it, no key
         assert world.objects["B"].question in body
     else:
         for s in hidden_strings(world, who, call):
             assert s not in body, f"{who} read {s!r} of an agent it may not see: {body[:2000]}"
-    if path in ("/runs", "/interrupts") and method == "GET" and got == 200:
-        items = json.loads(body)["items"]
-        assert {i["agent_id"] for i in items} <= SEES[who]
-        agent = target_agent(target)
-        if agent in SEES[who]:
-            assert items, "the key sees its own objects"  # the filter is not vacuous
+    if path in LIST_FILTERS and method == "GET" and got == 200:
+        for page in body.split("\n"):
+            items = json.loads(page)["items"]
+            assert {i["agent_id"] for i in items} <= SEES[who]
+            if target_agent(target) in SEES[who]:
+                assert items, "the key sees its own objects"  # the filter is not vacuous
     if before is not None and (got >= 400 or path.startswith("/links")):
         assert snapshot(redis_url, prefix, audit=not audited) == before
 
@@ -469,8 +486,9 @@ def websocket_case(world: World, who: str, target: str, status: int, code: str |
     """Replays from the start, filtered by the target's run, thread and agent."""
     o = ids_for(world, target)
     name = key_name(who, auth.READ)
-    for filt in ({"run_id": o.run}, {"thread_id": o.thread}, {"agent_id": o.agent}):
-        frames, close = asyncio.run(ws_frames(ws_url(world, name, after="0", **filt)))
+    every = "run,interrupt,message,tool_call"  # the conversation too, not only the defaults
+    for filt in ({"run_id": o.run}, {"thread_id": o.thread}, {"agent_id": o.agent}, {}):
+        frames, close = asyncio.run(ws_frames(ws_url(world, name, after="0", events=every, **filt)))
         last = frames[-1]
         if status >= 400:
             assert (last["type"], last["code"], close) == ("error", code, 1008)
@@ -481,7 +499,7 @@ def websocket_case(world: World, who: str, target: str, status: int, code: str |
         assert {e["agent_id"] for e in events} <= SEES[who]
         if target_agent(target) in SEES[who]:
             assert events, "the key sees its own agent's events"
-        else:
+        elif filt:
             assert events == []
         text = json.dumps(frames)
         for s in hidden_strings(world, who, Call("WS", "/ws", params=filt)):
@@ -513,3 +531,73 @@ def test_a_key_limited_to_a_never_receives_b_events_live(world: World) -> None:
     got, b_run = asyncio.run(scenario())
     assert {f["agent_id"] for f in got} == {A}
     assert b_run not in json.dumps(got)
+
+
+# -- AG-UI: another agent's thread ----------------------------------------------------
+
+
+def agui_body(thread: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "threadId": thread,
+        "runId": str(uuid.uuid4()),
+        "messages": [{"id": f"m-{uuid.uuid4().hex}", "role": "user", "content": "hello"}],
+        "forwardedProps": {"interruptOutcome": True},
+        **extra,
+    }
+
+
+def test_agui_refuses_a_thread_of_another_agent_before_reading_it(
+    world: World, redis_url: str
+) -> None:
+    """A key limited to A names B's thread on A's endpoint, to start a run, to resume
+    B's interrupt, or to resume the one pending: a plain 404 before any stream, no
+    history, nothing started or answered; B's own key still runs on its thread."""
+    prefix = world.broker.env["BROKER_KEY_PREFIX"]
+    with httpx.Client(base_url=world.broker.url, headers=headers(KEYS, "full")) as full:
+        at_rest = waiting(full, B)
+        assert full.post(f"/runs/{at_rest.run}/cancel").status_code == 200
+        busy = waiting(full, B)
+    settle(redis_url, prefix)
+    before = snapshot(redis_url, prefix)
+    resume = [{"interruptId": busy.interrupts[0], "status": "resolved", "payload": True}]
+    attempts = [
+        agui_body(at_rest.thread),
+        agui_body(busy.thread),
+        agui_body(busy.thread, resume=resume),
+        agui_body(busy.thread, forwardedProps={"command": {"resume": True}}),
+    ]
+    with httpx.Client(base_url=world.broker.url, headers=headers(KEYS, "a"), timeout=60) as a:
+        for body in attempts:
+            r = a.post(f"/agui/{A}", json=body, headers={"Accept": "text/event-stream"})
+            assert r.status_code == 404, r.text
+            assert r.headers["content-type"] == "application/json"
+            assert r.json()["error"]["code"] == "thread_not_found"
+            for s in [*at_rest.private(), *busy.private(), B]:
+                assert s not in r.text or s == body["threadId"]
+        # B's own endpoint does not exist for this key
+        r = a.post(f"/agui/{B}", json=agui_body(busy.thread))
+        assert r.status_code == 404 and r.json()["error"]["code"] == "agent_not_found"
+    assert snapshot(redis_url, prefix) == before  # no audit entry either
+    with httpx.Client(base_url=world.broker.url, headers=headers(KEYS, "b")) as b:
+        r = b.post("/runs", json={"agent_id": B, "input": {}, "thread_id": at_rest.thread})
+        assert r.status_code == 202, r.text
+        assert b.get(f"/interrupts/{busy.interrupts[0]}").json()["status"] == "pending"
+
+
+def test_a_thread_stays_with_the_agent_that_started_it(world: World) -> None:
+    """A key that sees both agents gets 409 naming the thread's agent, over REST and
+    AG-UI alike; the thread's own agent goes on."""
+    with httpx.Client(base_url=world.broker.url, headers=headers(KEYS, "full")) as full:
+        b = waiting(full, B)
+        full.post(f"/runs/{b.run}/cancel")
+        r = full.post("/runs", json={"agent_id": A, "input": {}, "thread_id": b.thread})
+        assert r.status_code == 409, r.text
+        assert r.json()["error"]["code"] == "thread_agent_mismatch"
+        assert r.json()["error"]["thread_agent_id"] == B
+        r = full.post(f"/agui/{A}", json=agui_body(b.thread))
+        assert r.status_code == 409 and r.json()["error"]["code"] == "thread_agent_mismatch"
+        assert [
+            x["agent_id"] for x in full.get("/runs", params={"thread_id": b.thread}).json()["items"]
+        ] == [B]
+        r = full.post("/runs", json={"agent_id": B, "input": {}, "thread_id": b.thread})
+        assert r.status_code == 202, r.text
