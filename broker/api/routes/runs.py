@@ -14,7 +14,7 @@ from broker.core.records import RunStatus
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
-ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,200}$"
+ID_PATTERN = visibility.ID_PATTERN
 
 
 class StartRun(BaseModel):
