@@ -274,3 +274,30 @@ def test_a_thread_stays_with_the_agent_that_started_it(world: World) -> None:
         ] == [B]
         r = full.post("/runs", json={"agent_id": B, "input": {}, "thread_id": b.thread})
         assert r.status_code == 202, r.text
+
+
+def test_a_limited_keys_inbox_etag_shows_nothing_of_other_agents(
+    world: World, redis_url: str
+) -> None:
+    """An inbox polled with If-None-Match stays 304 for a key limited to A while B's
+    interrupts come and go, and changes when A's do."""
+    settle(redis_url, world.broker.env["BROKER_KEY_PREFIX"])
+    with (
+        httpx.Client(base_url=world.broker.url, headers=headers(KEYS, "a")) as a,
+        httpx.Client(base_url=world.broker.url, headers=headers(KEYS, "full")) as full,
+    ):
+        newest = {"order": "desc"}
+
+        def poll(client: httpx.Client, etag: str) -> httpx.Response:
+            return client.get("/interrupts", params=newest, headers={"If-None-Match": etag})
+
+        etag = a.get("/interrupts", params=newest).headers["etag"]
+        every = full.get("/interrupts", params=newest).headers["etag"]
+        waiting(full, B)
+        assert poll(full, every).status_code == 200  # a full key's inbox did change
+        assert poll(a, etag).status_code == 304
+        mine = waiting(full, A)
+        again = poll(a, etag)
+        assert again.status_code == 200
+        assert again.json()["items"][0]["id"] == mine.interrupts[0]
+        assert poll(a, again.headers["etag"]).status_code == 304
