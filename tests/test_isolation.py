@@ -301,3 +301,37 @@ def test_a_limited_keys_inbox_etag_shows_nothing_of_other_agents(
         assert again.status_code == 200
         assert again.json()["items"][0]["id"] == mine.interrupts[0]
         assert poll(a, again.headers["etag"]).status_code == 304
+
+
+ANSWERS = {
+    "valid": {"json": {"value": True}},
+    "idempotent": {"json": {"value": True}, "headers": {"Idempotency-Key": "k-1"}},
+    "malformed": {"content": b'{"value": ', "headers": {"content-type": "application/json"}},
+    "not json": {"content": b'{"value": 1}', "headers": {"content-type": "text/plain"}},
+    "oversized": {"json": {"value": "x" * (70 * 1024)}},
+}
+
+
+@pytest.mark.parametrize("answer", list(ANSWERS))
+def test_an_answer_to_another_agents_interrupt_is_refused_as_for_a_missing_one(
+    world: World, redis_url: str, answer: str
+) -> None:
+    """Whatever the body, a key limited to A gets for B's interrupt exactly what it gets
+    for an id that never existed, and leaves no trace (not even an audit entry)."""
+    prefix = world.broker.env["BROKER_KEY_PREFIX"]
+    b = world.objects["B"]
+    missing = str(uuid.uuid4())
+    settle(redis_url, prefix)
+    before = snapshot(redis_url, prefix)
+    with httpx.Client(base_url=world.broker.url, headers=headers(KEYS, "a"), timeout=30) as a:
+        got = {
+            iid: a.post(f"/interrupts/{iid}/resolve", **ANSWERS[answer])
+            for iid in (b.interrupts[0], missing)
+        }
+    foreign, absent = got[b.interrupts[0]], got[missing]
+    assert foreign.status_code == absent.status_code >= 400, foreign.text
+    assert foreign.json()["error"]["code"] == absent.json()["error"]["code"]
+    assert foreign.text.replace(b.interrupts[0], missing) == absent.text
+    for s in [*b.private(), B]:
+        assert s not in foreign.text or s == b.interrupts[0]
+    assert snapshot(redis_url, prefix) == before
