@@ -66,13 +66,17 @@ class Objects:
 
 @dataclass
 class World:
+    """The broker, A's and B's shared objects, and what the call being made uses."""
+
     broker: Broker
     objects: dict[str, Objects]
     webhook: str
     fresh: dict[str, Objects] = field(default_factory=dict)
+    """Objects made for one call that succeeds in changing them (the shared ones stay)."""
     hook: str = ""
-    last_headers: httpx.Headers = field(default_factory=httpx.Headers)
     """The subscription this call names: the shared one, or a fresh one to change."""
+    last_headers: httpx.Headers = field(default_factory=httpx.Headers)
+    """The headers of the last response."""
 
 
 QUESTION = {A: "please approve", B: "approve the budget"}
@@ -188,7 +192,7 @@ def expect(method: str, path: str, row: Row, who: str, target: str) -> tuple[int
         own = OWN.get(who, A)
         if agent is None:
             return row.ok if path == "/runs" else 200, None
-        if agent not in SEES.get(who, {A, B}):
+        if agent not in SEES[who]:
             return 404, "thread_not_found"
         if agent != own:
             return 409, "thread_agent_mismatch"
@@ -196,7 +200,7 @@ def expect(method: str, path: str, row: Row, who: str, target: str) -> tuple[int
         return (409, "thread_busy") if path == "/runs" else (200, None)
     if target == "missing" and row.not_found:
         return 404, row.not_found
-    if agent is not None and row.not_found and agent not in SEES.get(who, {A, B}):
+    if agent is not None and row.not_found and agent not in SEES[who]:
         return 404, row.not_found
     return row.ok, None
 
@@ -365,4 +369,4 @@ async def ws_frames(url: str) -> tuple[list[dict[str, Any]], int | None]:
 def ws_url(world: World, name: str | None, **params: str) -> str:
     key = presented(KEYS, name) if name else None
     q = params | ({"api_key": key} if key else {})
-    return world.broker.url.replace("http://", "ws://") + "/ws?" + httpx.QueryParams(q).__str__()
+    return world.broker.url.replace("http://", "ws://") + "/ws?" + str(httpx.QueryParams(q))
