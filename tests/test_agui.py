@@ -210,6 +210,10 @@ def test_bad_agui_requests_get_json_errors(broker: Broker) -> None:
         assert r.status_code == 404 and r.json()["error"]["code"] == "agent_not_found"
         r = client.post("/agui/naming", content=b"{", headers={"content-type": "application/json"})
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+        # thread ids as POST /runs takes them: no key names built from anything else
+        for bad in ("", "a b", "x\n", "t" * 201, "a/b"):
+            r = client.post("/agui/naming", json=run_input(bad))
+            assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request", bad
 
 
 def test_interrupt_events_come_in_ag_ui_langgraph_order(broker: Broker) -> None:

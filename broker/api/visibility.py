@@ -1,14 +1,21 @@
 """What an API key may see: a key limited to some agents finds nothing of the others.
 
-Their runs and interrupts answer 404, exactly as ids that do not exist, so a limited
-key learns nothing about them.
+Their runs, interrupts and threads answer 404, exactly as ids that do not exist, so a
+limited key learns nothing about them. Every route that takes a run id, an interrupt id
+or a thread id checks it here before it reads or writes anything else.
 """
 
 from __future__ import annotations
 
+import re
+
 from broker.core import auth, errors
 from broker.core.records import InterruptRecord, RunRecord
 from broker.core.store import Store
+
+ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,200}$"
+"""What a client-chosen id (a thread id) may look like, on every route that takes one."""
+_ID = re.compile(r"[A-Za-z0-9._:\-]{1,200}")
 
 
 async def run(store: Store, principal: auth.Principal, run_id: str) -> RunRecord:
@@ -25,3 +32,27 @@ async def interrupt(store: Store, principal: auth.Principal, interrupt_id: str) 
     if not principal.sees(h.agent_id):
         raise errors.InterruptNotFound(f"no interrupt with id {interrupt_id!r}")
     return h
+
+
+async def thread(store: Store, principal: auth.Principal, thread_id: str, agent_id: str) -> None:
+    """Refuses a thread ``agent_id`` may not run on for this key (POST /runs, AG-UI).
+
+    A thread's checkpoints hold its conversation, so a thread with runs of an agent the
+    key may not see is ThreadNotFound (as a thread that does not exist), and one that
+    belongs to another agent is ThreadAgentMismatch: a thread stays with the agent that
+    started it. A thread without runs is new, and anyone may start it.
+    """
+    if not _ID.fullmatch(thread_id):
+        raise errors.InvalidRequest(
+            "thread id: use 1 to 200 letters, digits, '.', '_', ':' or '-'", field="threadId"
+        )
+    owners = await store.thread_agents(thread_id)
+    if not all(principal.sees(a) for a in owners):
+        raise errors.ThreadNotFound(f"no thread {thread_id!r} for this API key")
+    others = sorted(owners - {agent_id})
+    if others:
+        raise errors.ThreadAgentMismatch(
+            f"thread {thread_id!r} belongs to agent {others[0]!r}; run {agent_id!r} on a "
+            "new thread, or run that agent on this one",
+            thread_agent_id=others[0],
+        )

@@ -144,6 +144,14 @@ class ThreadNotFound(BrokerError):
     code = "thread_not_found"
 
 
+class ThreadAgentMismatch(BrokerError):
+    """The thread belongs to another agent (one the key may see): a thread's checkpoints
+    hold one graph's state, so each thread stays with the agent that started it."""
+
+    status_code = 409
+    code = "thread_agent_mismatch"
+
+
 def validation_message(exc: ValidationError) -> str:
     """The first problem pydantic found, as ``field.path: message``."""
     first = exc.errors()[0]

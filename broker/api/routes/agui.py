@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
+from broker.api import visibility
 from broker.api.agui.session import AguiSession, is_resume
 from broker.api.body import read_json_object, validation_message
 from broker.api.deps import HubDep, Principal, QueueDep, RegistryDep, SettingsDep, StoreDep
@@ -46,6 +47,9 @@ async def run_agent(
             raise errors.Forbidden(
                 f"the API key {principal.actor!r} lacks the {scope!r} scope", scope=scope
             )
+    # before anything of the thread is read: another agent's thread, or one the key may
+    # not see, is refused as POST /runs refuses it, with a plain HTTP error
+    await visibility.thread(store, principal, inp.thread_id, agent_id)
     encoder = EventEncoder(accept=request.headers.get("accept") or "text/event-stream")
     session = AguiSession(
         store=store,

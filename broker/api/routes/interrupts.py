@@ -10,7 +10,9 @@ from broker.api import visibility
 from broker.api.body import read_json
 from broker.api.deps import Principal, QueueDep, Reader, SettingsDep, StoreDep
 from broker.core import audit, channel, errors
+from broker.core.codec import dumps
 from broker.core.records import Channel, InterruptStatus
+from broker.core.store import Page
 
 router = APIRouter(prefix="/interrupts", tags=["interrupts"])
 
@@ -40,28 +42,41 @@ async def list_interrupts(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Any:
     """Interrupts, oldest first, filtered; paged by cursor; 304 when nothing changed."""
-    version = await store.interrupts_version()
-    # the key's view is part of the query: keys limited to other agents see other pages
-    seen = sorted(principal.agents) if principal.agents is not None else None
-    query = hashlib.sha256(
-        str((sorted(request.query_params.multi_items()), seen)).encode()
-    ).hexdigest()
-    etag = f'W/"{version}-{query[:16]}"'
-    if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
-        return Response(status_code=304, headers={"ETag": etag})
-    page = await store.list_interrupts(
-        status=status,
-        agent_id=agent_id,
-        itype=type,
-        thread_id=thread_id,
-        run_id=run_id,
-        limit=min(limit, settings.page_limit_max),
-        cursor=cursor,
-        order=order,
-        visible=principal.agents,
-    )
+
+    async def page() -> Page:
+        return await store.list_interrupts(
+            status=status,
+            agent_id=agent_id,
+            itype=type,
+            thread_id=thread_id,
+            run_id=run_id,
+            limit=min(limit, settings.page_limit_max),
+            cursor=cursor,
+            order=order,
+            visible=principal.agents,
+        )
+
+    query = hashlib.sha256(str(sorted(request.query_params.multi_items())).encode()).hexdigest()
+    if principal.agents is None:
+        # unchanged since the client's copy: 304 without reading a record
+        etag = f'W/"{await store.interrupts_version()}-{query[:16]}"'
+        if _matches(if_none_match, etag):
+            return Response(status_code=304, headers={"ETag": etag})
+        got = await page()
+    else:
+        # the version counts every agent's changes: a key limited to some gets the digest
+        # of its own page instead, so another agent's activity never shows in its ETag
+        got = await page()
+        seen = dumps([query, got.items, got.next_cursor]).encode()
+        etag = f'W/"p-{hashlib.sha256(seen).hexdigest()[:32]}"'
+        if _matches(if_none_match, etag):
+            return Response(status_code=304, headers={"ETag": etag})
     response.headers["ETag"] = etag
-    return {"items": page.items, "next_cursor": page.next_cursor}
+    return {"items": got.items, "next_cursor": got.next_cursor}
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    return bool(if_none_match) and etag in [t.strip() for t in (if_none_match or "").split(",")]
 
 
 @router.get("/{interrupt_id}")

@@ -14,7 +14,7 @@ from broker.core.records import RunStatus
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
-ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,200}$"
+ID_PATTERN = visibility.ID_PATTERN
 
 
 class StartRun(BaseModel):
@@ -43,10 +43,8 @@ async def start_run(
             f"no agent {body.agent_id!r}; known agents: {', '.join(known)}",
             known_agents=known,
         )
-    if body.thread_id and principal.agents is not None:
-        # a thread's checkpoints hold its conversation: never let another agent read it
-        if not await store.thread_agents(body.thread_id) <= principal.agents:
-            raise errors.ThreadNotFound(f"no thread {body.thread_id!r} for this API key")
+    if body.thread_id:
+        await visibility.thread(store, principal, body.thread_id, body.agent_id)
     run = await store.create_run(body.agent_id, body.thread_id, body.input, body.metadata)
     await enqueue_advance(queue, store, run.id, "start")
     return {"run_id": run.id, "thread_id": run.thread_id, "status": run.status.value}

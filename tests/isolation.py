@@ -1,0 +1,372 @@
+"""The isolation matrix's table: two agents' objects, the principals, a row per route,
+what each call should answer, and how each route is called (tests/test_isolation.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from broker.core import auth, links, secret
+from tests.flow import start, wait_status
+from tests.harness import Broker
+from tests.principals import KeySpec, headers, new_key, presented, query
+
+A, B = "naming", "parallel"
+KEY = "any valid key"
+KEYS: dict[str, KeySpec] = {
+    "a": (new_key("a"), [auth.READ, auth.RESOLVE, auth.RUNS_WRITE], [A]),
+    "b": (new_key("b"), [auth.READ, auth.RESOLVE, auth.RUNS_WRITE], [B]),
+    "full": (new_key("full"), [auth.ADMIN], None),
+    "read": (new_key("read"), [auth.READ], None),
+    "resolve": (new_key("resolve"), [auth.RESOLVE], None),
+    "nonadmin": (new_key("nonadmin"), [auth.READ, auth.RESOLVE, auth.RUNS_WRITE], None),
+}
+WHO = ("none", "unknown", "unscoped", "a", "b", "full")
+# the key that lacks a route's scope, and nothing else
+UNSCOPED = {
+    KEY: "resolve",
+    auth.READ: "resolve",
+    auth.RESOLVE: "read",
+    auth.RUNS_WRITE: "read",
+    auth.ADMIN: "nonadmin",
+}
+# the agents each principal may read ("unscoped" is a key not limited to agents)
+SEES = {"a": {A}, "b": {B}, "full": {A, B}, "unscoped": {A, B}, "none": set(), "unknown": set()}
+OWN = {"a": A, "b": B}
+LINK_SECRET = secret.token()
+
+
+def key_name(who: str, scope: str) -> str | None:
+    if who in ("none", "unknown"):
+        return who
+    return UNSCOPED[scope] if who == "unscoped" else who
+
+
+@dataclass
+class Objects:
+    """One agent's run stopped on its interrupts, and what only its readers may see."""
+
+    agent: str
+    run: str
+    thread: str
+    interrupts: list[str]
+    secret: str
+    question: str
+
+    def private(self) -> list[str]:
+        return [self.run, self.thread, *self.interrupts, self.secret, self.question]
+
+
+@dataclass
+class World:
+    """The broker, A's and B's shared objects, and what the call being made uses."""
+
+    broker: Broker
+    objects: dict[str, Objects]
+    webhook: str
+    fresh: dict[str, Objects] = field(default_factory=dict)
+    """Objects made for one call that succeeds in changing them (the shared ones stay)."""
+    hook: str = ""
+    """The subscription this call names: the shared one, or a fresh one to change."""
+    last_headers: httpx.Headers = field(default_factory=httpx.Headers)
+    """The headers of the last response."""
+
+
+QUESTION = {A: "please approve", B: "approve the budget"}
+
+
+def waiting(client: httpx.Client, agent: str) -> Objects:
+    """A new run of ``agent`` stopped on its interrupts (naming: one, parallel: two)."""
+    text = f"secret-{agent}-{uuid.uuid4().hex}"
+    run = start(client, agent, {"messages": [{"role": "user", "content": text}]})
+    n = 2 if agent == B else 1
+    state = wait_status(client, run["run_id"], "interrupted", pending=n)
+    return Objects(
+        agent, run["run_id"], run["thread_id"], state["pending_interrupts"], text, QUESTION[agent]
+    )
+
+
+# a subscription no event matches, so nothing is ever sent to its (closed) port
+SILENT_HOOK = {"url": "http://127.0.0.1:9/hook", "agents": ["nobody"]}
+
+
+# -- the table ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """How a route is called and what it answers. ``scope`` None: an open route."""
+
+    scope: str | None
+    targets: tuple[str, ...] = ("-",)
+    ok: int = 200
+    not_found: str | None = None
+    writes: bool = False
+    unlimited: bool = False
+    """Only keys not limited to agents (metrics cover every agent)."""
+    scope_after_lookup: bool = False
+    """The scope is checked after the id is found (answers: refusals are audited)."""
+
+
+IDS = ("A", "B", "missing")
+HOOK_IDS = ("hook", "missing")
+LINK_TOKENS = ("valid", "tampered", "resigned", "missing", "choice")
+OPEN = Row(scope=None)
+ROWS: dict[tuple[str, str], Row] = {
+    ("GET", "/agents"): Row(KEY),
+    ("POST", "/runs"): Row(auth.RUNS_WRITE, IDS, 202, "thread_not_found", writes=True),
+    ("GET", "/runs"): Row(auth.READ, IDS),
+    ("GET", "/runs/{run_id}"): Row(auth.READ, IDS, not_found="run_not_found"),
+    ("POST", "/runs/{run_id}/cancel"): Row(
+        auth.RUNS_WRITE, IDS, not_found="run_not_found", writes=True
+    ),
+    ("GET", "/runs/{run_id}/events"): Row(auth.READ, IDS, not_found="run_not_found"),
+    ("GET", "/interrupts"): Row(auth.READ, IDS),
+    ("GET", "/interrupts/{interrupt_id}"): Row(auth.READ, IDS, not_found="interrupt_not_found"),
+    ("GET", "/interrupts/{interrupt_id}/audit"): Row(
+        auth.READ, IDS, not_found="interrupt_not_found"
+    ),
+    ("POST", "/interrupts/{interrupt_id}/resolve"): Row(
+        auth.RESOLVE, IDS, not_found="interrupt_not_found", writes=True, scope_after_lookup=True
+    ),
+    ("WS", "/ws"): Row(auth.READ, IDS),
+    ("POST", "/agui/{agent_id}"): Row(
+        auth.RUNS_WRITE, IDS, not_found="thread_not_found", writes=True
+    ),
+    ("GET", "/links/{token}"): Row(None, LINK_TOKENS),
+    ("POST", "/links/{token}"): Row(None, LINK_TOKENS[1:], writes=True),
+    ("POST", "/admin/webhooks"): Row(auth.ADMIN, ok=201, writes=True),
+    ("GET", "/admin/webhooks"): Row(auth.ADMIN),
+    ("GET", "/admin/webhooks/{sid}"): Row(auth.ADMIN, HOOK_IDS, not_found="webhook_not_found"),
+    ("PATCH", "/admin/webhooks/{sid}"): Row(
+        auth.ADMIN, HOOK_IDS, not_found="webhook_not_found", writes=True
+    ),
+    ("DELETE", "/admin/webhooks/{sid}"): Row(
+        auth.ADMIN, HOOK_IDS, 204, "webhook_not_found", writes=True
+    ),
+    ("GET", "/admin/webhooks/{sid}/deliveries"): Row(
+        auth.ADMIN, HOOK_IDS, not_found="webhook_not_found"
+    ),
+    ("GET", "/metrics"): Row(auth.READ, unlimited=True),
+    ("GET", "/healthz"): OPEN,
+    ("GET", "/readyz"): OPEN,
+    ("GET", "/"): OPEN,
+    ("GET", "/favicon.ico"): OPEN,
+    ("GET", "/openapi.json"): OPEN,
+    ("GET", "/docs"): OPEN,
+    ("GET", "/docs/oauth2-redirect"): OPEN,
+    ("GET", "/redoc"): OPEN,
+    ("MOUNT", "/static"): OPEN,
+}
+LINK_PAGES = {"valid": 200, "tampered": 400, "resigned": 400, "missing": 404, "choice": 400}
+
+
+def target_agent(target: str) -> str | None:
+    return {"A": A, "B": B}.get(target)
+
+
+def expect(method: str, path: str, row: Row, who: str, target: str) -> tuple[int, str | None]:
+    """The status and error code of one call."""
+    if row.scope is None:
+        return (LINK_PAGES[target] if path.startswith("/links") else row.ok), None
+    if who in ("none", "unknown"):
+        return 401, "unauthorized"
+    if who == "unscoped" and row.scope != KEY:
+        if row.scope_after_lookup and target == "missing":
+            return 404, row.not_found
+        return 403, "forbidden"
+    if row.scope == auth.ADMIN and who in ("a", "b"):
+        return 403, "forbidden"  # an admin key cannot be limited to agents
+    if row.unlimited and who in ("a", "b"):
+        return 403, "forbidden"
+    agent = target_agent(target)
+    if path in ("/runs", "/agui/{agent_id}") and method == "POST":
+        # a thread: the key runs its own agent on A's thread, B's thread or a new one
+        own = OWN.get(who, A)
+        if agent is None:
+            return row.ok if path == "/runs" else 200, None
+        if agent not in SEES[who]:
+            return 404, "thread_not_found"
+        if agent != own:
+            return 409, "thread_agent_mismatch"
+        # its own thread: busy with the waiting run (REST), or shown as it stands (AG-UI)
+        return (409, "thread_busy") if path == "/runs" else (200, None)
+    if target == "missing" and row.not_found:
+        return 404, row.not_found
+    if agent is not None and row.not_found and agent not in SEES[who]:
+        return 404, row.not_found
+    return row.ok, None
+
+
+CASES = [
+    pytest.param(method, path, who, target, id=f"{method} {path} {who} {target}")
+    for (method, path), row in ROWS.items()
+    for who in WHO
+    for target in row.targets
+]
+
+
+# -- calling a route ------------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    json: Any = None
+    data: dict[str, str] | None = None
+    stream: bool = False
+
+
+def ids_for(world: World, target: str) -> Objects:
+    if target not in ("A", "B"):
+        missing = str(uuid.uuid4())
+        return Objects("nobody", missing, missing, [missing], "", "")
+    return world.fresh.get(target) or world.objects[target]
+
+
+def link_token(world: World, target: str) -> str:
+    key = LINK_SECRET.encode()
+    b = world.objects["B"]
+    expires = 2**42
+
+    def signed(interrupt_id: str, choice: str) -> str:
+        return links.sign(key, links.Claims(interrupt_id, choice, expires, uuid.uuid4().hex))
+
+    valid = signed(b.interrupts[0], "approve")
+    version, payload, signature = valid.split(".")
+    if target == "valid":
+        return valid
+    if target == "tampered":
+        return f"{version}.{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
+    if target == "resigned":
+        # B's token with A's interrupt id put in: the signature no longer matches
+        other = links.sign(
+            key, links.Claims(world.objects["A"].interrupts[0], "approve", expires, "n")
+        )
+        return f"{version}.{other.split('.')[1]}.{signature}"
+    if target == "missing":
+        return signed(str(uuid.uuid4()), "approve")
+    return signed(b.interrupts[0], "slot-3")  # a choice B's interrupt does not offer
+
+
+LIST_FILTERS = {
+    "/runs": lambda o: [{"thread_id": o.thread}, {"agent_id": o.agent}],
+    "/interrupts": lambda o: [{"thread_id": o.thread}, {"run_id": o.run}, {"agent_id": o.agent}],
+}
+
+
+def build(world: World, method: str, path: str, row: Row, who: str, target: str) -> Call:
+    name = key_name(who, row.scope or KEY)
+    hdrs = headers(KEYS, name) if name else {}
+    o = ids_for(world, target)
+    own = OWN.get(who, A)
+    if path == "/runs" and method == "POST":
+        thread = o.thread if target != "missing" else str(uuid.uuid4())
+        body = {"agent_id": own, "input": {}, "thread_id": thread}
+        return Call(method, path, hdrs, json=body)
+    if path in ("/runs", "/interrupts"):
+        return Call(method, path, hdrs, params=LIST_FILTERS[path](o)[0])
+    if path.startswith("/runs/{run_id}"):
+        url = path.format(run_id=o.run)
+        if path.endswith("/events"):
+            # EventSource cannot send headers: the key rides in the query
+            return Call(method, url, params=query(KEYS, name) if name else {}, stream=True)
+        return Call(method, url, hdrs)
+    if path.startswith("/interrupts/"):
+        body = {"value": True} if path.endswith("/resolve") else None
+        return Call(method, path.format(interrupt_id=o.interrupts[0]), hdrs, json=body)
+    if path == "/agui/{agent_id}":
+        thread = o.thread if target != "missing" else str(uuid.uuid4())
+        body = {
+            "threadId": thread,
+            "runId": str(uuid.uuid4()),
+            "messages": [{"id": f"m-{uuid.uuid4().hex}", "role": "user", "content": "hello"}],
+            "forwardedProps": {"interruptOutcome": True},
+        }
+        return Call(method, f"/agui/{own}", hdrs | {"Accept": "text/event-stream"}, json=body)
+    if path == "/links/{token}":
+        token = link_token(world, target)
+        if method == "POST":
+            return Call(method, f"/links/{token}", hdrs, data={"token": token})
+        return Call(method, f"/links/{token}", hdrs)
+    if path.startswith("/admin/webhooks"):
+        sid = world.hook if target == "hook" else "wh_missing"
+        body = {"description": "changed"} if method == "PATCH" else None
+        if method == "POST":
+            body = SILENT_HOOK
+        return Call(method, path.format(sid=sid), hdrs, json=body)
+    if path == "/static":
+        return Call("GET", "/static/style.css", hdrs)
+    return Call(method, path, hdrs)
+
+
+def send(world: World, call: Call) -> tuple[int, str]:
+    """Status and body; a stream is read up to its first event (a live one never ends)."""
+    with httpx.Client(base_url=world.broker.url, timeout=60) as client:
+        if not call.stream:
+            r = client.request(
+                call.method,
+                call.url,
+                headers=call.headers,
+                params=call.params,
+                json=call.json,
+                data=call.data,
+            )
+            world.last_headers = r.headers
+            return r.status_code, r.text
+        with client.stream(call.method, call.url, headers=call.headers, params=call.params) as r:
+            world.last_headers = r.headers
+            if r.status_code != 200:
+                return r.status_code, r.read().decode()
+            lines = []
+            for line in r.iter_lines():
+                lines.append(line)
+                if line.startswith("data: "):
+                    break
+            return r.status_code, "\n".join(lines)
+
+
+def hidden_strings(world: World, who: str, call: Call) -> list[str]:
+    """What ``who`` must never read: the objects of every agent it may not see, except
+    what it sent itself. Action links take no key: nobody reads anything through one
+    but the link's own question."""
+    sent = json.dumps([call.url, call.params, call.json, call.data])
+    sees = set() if call.url.startswith("/links/") else SEES[who]
+    out = []
+    for o in [*world.objects.values(), *world.fresh.values()]:
+        if o.agent not in sees:
+            out += [s for s in [*o.private(), o.agent] if s and s not in sent]
+    return out
+
+
+async def ws_frames(url: str) -> tuple[list[dict[str, Any]], int | None]:
+    """Frames up to ``live`` (or an error and the close code)."""
+    frames: list[dict[str, Any]] = []
+    async with connect(url) as ws:
+        while True:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            frames.append(frame)
+            if frame["type"] in ("live", "error"):
+                break
+        if frame["type"] == "error":
+            try:
+                await asyncio.wait_for(ws.recv(), 30)
+            except Exception:
+                pass
+        return frames, ws.close_code
+
+
+def ws_url(world: World, name: str | None, **params: str) -> str:
+    key = presented(KEYS, name) if name else None
+    q = params | ({"api_key": key} if key else {})
+    return world.broker.url.replace("http://", "ws://") + "/ws?" + str(httpx.QueryParams(q))
