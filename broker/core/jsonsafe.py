@@ -89,12 +89,19 @@ def check(value: Any, max_depth: int) -> None:
         if depth > max_depth:
             raise UnsafeJSON(f"nested deeper than {max_depth} levels", _pointer(link))
         pairs = item.items() if type(item) is dict else enumerate(item)
+        # the common cases inline (this loop sees every value of a body); _problem says why
         for key, child in pairs:
-            if type(key) is str and _problem(key):
+            if type(key) is str and not key.isascii() and _SURROGATE.search(key):
                 raise UnsafeJSON("a key holds a lone UTF-16 surrogate", _pointer(link))
-            if type(child) in _CONTAINERS:
+            kind = type(child)
+            if kind is dict or kind is list:
                 stack.append((child, (link, key), depth + 1))
-            else:
+            elif (
+                (kind is str and not child.isascii())
+                or (kind is int and not INT_MIN <= child <= INT_MAX)
+                or kind is float
+                or kind is _Refused
+            ):
                 problem = _problem(child)
                 if problem:
                     raise UnsafeJSON(problem, _pointer((link, key)))
