@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from arq.connections import ArqRedis
 
 from broker.core import audit, auth, channel, errors
+from broker.core.codec import now_ms
 from broker.core.records import Channel, InterruptStatus
 from broker.core.settings import Settings
 from broker.core.store import Store
@@ -81,6 +82,75 @@ async def test_the_log_is_capped(
         await _as(READER, store, queue, iid, n)
     trail = await audit.read(aredis, store.keys, iid)
     assert len(trail) == 5
+
+
+async def test_a_thousand_and_one_refusals_never_evict_the_accepted_entry(
+    aredis: aioredis.Redis, settings: Settings, queue: ArqRedis
+) -> None:
+    assert settings.audit_max == 1000  # the default cap
+    store = Store(aredis, settings)
+    iid = await _waiting(store, {"type": "approval"})
+    assert await _as(READER, store, queue, iid, "early") == "forbidden"
+    assert await _as(ANSWERER, store, queue, iid, True) == "ok"
+    for n in range(1001):
+        assert await _as(ANSWERER, store, queue, iid, n) == "already_resolved"
+    # a key that cannot see the interrupt leaves no entry, however often it tries
+    for n in range(50):
+        assert await _as(ELSEWHERE, store, queue, iid, n) == "interrupt_not_found"
+
+    trail = await audit.read(aredis, store.keys, iid)
+    # the newest 1000 entries, and the accepted one before them; the early refusal,
+    # older than everything kept, is gone
+    assert len(trail) == 1001
+    assert trail[0]["outcome"] == "accepted"
+    assert trail[0]["payload_sha256"] == audit.payload_sha256(True)
+    assert [e["outcome"] for e in trail[1:]] == ["already_resolved"] * 1000
+    assert trail[-1]["payload_sha256"] == audit.payload_sha256(1000)
+    assert all(e["key_id"] == "bot" for e in trail)
+
+
+async def test_the_accepted_entry_keeps_its_place_while_the_log_holds_it(
+    aredis: aioredis.Redis, settings: Settings, queue: ArqRedis
+) -> None:
+    store = Store(aredis, settings.model_copy(update={"audit_max": 5}))
+    iid = await _waiting(store, {"type": "approval"})
+    for n in range(2):
+        await _as(READER, store, queue, iid, n)
+    await _as(ANSWERER, store, queue, iid, True)
+    await _as(ANSWERER, store, queue, iid, 1)
+    outcomes = [e["outcome"] for e in await audit.read(aredis, store.keys, iid)]
+    assert outcomes == ["forbidden", "forbidden", "accepted", "already_resolved"]
+    for n in range(3):
+        await _as(ANSWERER, store, queue, iid, n)
+    outcomes = [e["outcome"] for e in await audit.read(aredis, store.keys, iid)]
+    # capped at 5 by dropping the oldest refusals; the accepted one is never dropped
+    assert outcomes == ["accepted"] + ["already_resolved"] * 4
+    for n in range(3):
+        await _as(ANSWERER, store, queue, iid, n)
+    outcomes = [e["outcome"] for e in await audit.read(aredis, store.keys, iid)]
+    assert outcomes == ["accepted"] + ["already_resolved"] * 5
+
+
+async def test_the_deadline_that_decided_is_kept_like_an_answer(
+    aredis: aioredis.Redis, settings: Settings, queue: ArqRedis
+) -> None:
+    store = Store(aredis, settings.model_copy(update={"audit_max": 3}))
+    deadline = now_ms() + 60_000
+    _, [iid] = await waiting(
+        store,
+        "a",
+        {"type": "approval"},
+        expires_at_ms=deadline,
+        on_expire="resume",
+        expiry_default=False,
+    )
+    assert await channel.expire(store, queue, iid, deadline)
+    for n in range(5):
+        assert await _as(ANSWERER, store, queue, iid, n) == "interrupt_expired"
+    trail = await audit.read(aredis, store.keys, iid)
+    assert [(e["channel"], e["outcome"]) for e in trail] == [("expiry", "accepted")] + [
+        ("agui", "interrupt_expired")
+    ] * 3
 
 
 async def test_callers_outside_a_request_act_as_the_broker(

@@ -6,6 +6,7 @@ subscription, and never sent to private addresses unless allowed.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import time
 import uuid
@@ -262,6 +263,17 @@ UNSAFE = [
     "http://169.254.169.254/latest/meta-data",
     "http://[::1]/hook",
     "http://[::ffff:127.0.0.1]/hook",
+    "http://[::ffff:169.254.169.254]/hook",
+    # IPv6 forms that carry an IPv4 address are judged by it
+    "http://[::127.0.0.1]/hook",
+    "http://[::169.254.169.254]/hook",
+    "http://[64:ff9b::169.254.169.254]/hook",
+    "http://[64:ff9b::a9fe:a9fe]/hook",
+    "http://[64:ff9b::10.0.0.1]/hook",
+    "http://[64:ff9b:1::a00:1]/hook",
+    "http://[2002:a9fe:a9fe::1]/hook",
+    "http://[2002:7f00:1::1]/hook",
+    "http://[::ffff:0:10.0.0.1]/hook",
     "http://0.0.0.0/hook",
     "ftp://files.example.com/hook",
     "http://user:pw@127.0.0.1/hook",
@@ -275,6 +287,37 @@ def test_private_addresses_are_refused_unless_allowed(guarded: Broker, url: str)
     assert r.status_code == 422, r.text
     assert r.json()["error"]["code"] == "unsafe_webhook_url"
     assert httpx.get(f"{guarded.url}/admin/webhooks").json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("8.8.8.8", True),
+        ("169.254.169.254", False),
+        ("2606:4700::1111", True),
+        ("::ffff:8.8.8.8", True),
+        ("::ffff:169.254.169.254", False),
+        ("::8.8.8.8", True),
+        ("::127.0.0.1", False),
+        ("::169.254.169.254", False),
+        ("::", False),
+        ("::1", False),
+        ("64:ff9b::8.8.8.8", True),
+        ("64:ff9b::808:808", True),
+        ("64:ff9b::169.254.169.254", False),
+        ("64:ff9b::a9fe:a9fe", False),
+        ("64:ff9b::192.168.1.1", False),
+        ("64:ff9b:1::808:808", False),
+        ("2002:808:808::1", True),
+        ("2002:a9fe:a9fe::1", False),
+        ("2002:7f00:1::", False),
+        ("2002:c0a8:101:1::", False),
+        ("::ffff:0:8.8.8.8", True),
+        ("::ffff:0:10.0.0.1", False),
+    ],
+)
+def test_ipv6_forms_are_judged_by_the_ipv4_address_they_embed(address: str, public: bool) -> None:
+    assert netguard.is_public(ipaddress.ip_address(address)) is public
 
 
 async def test_the_guard_refuses_before_connecting() -> None:

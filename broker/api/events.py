@@ -16,6 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from broker.core import ids
 from broker.core.codec import loads
 
 log = logging.getLogger("broker.api.events")
@@ -26,16 +27,15 @@ TERMINAL_EVENTS = frozenset({"run.succeeded", "run.failed", "run.cancelled"})
 
 def stream_id(eid: str) -> tuple[int, int]:
     """Parses a stream id (``ms-seq``); raises ValueError for anything else."""
-    ms, _, seq = eid.partition("-")
-    return int(ms), int(seq or 0)
+    parsed = ids.stream_id(eid)
+    if parsed is None:
+        raise ValueError(f"{eid!r} is not a stream id")
+    return parsed
 
 
 def is_stream_id(eid: str) -> bool:
-    try:
-        stream_id(eid)
-    except ValueError:
-        return False
-    return True
+    """Whether ``eid`` is an id Redis takes as a stream cursor (see broker/core/ids.py)."""
+    return ids.stream_id(eid) is not None
 
 
 def after(a: str, b: str) -> bool:

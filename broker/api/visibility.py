@@ -7,15 +7,9 @@ or a thread id checks it here before it reads or writes anything else.
 
 from __future__ import annotations
 
-import re
-
-from broker.core import auth, errors
+from broker.core import auth, errors, ids
 from broker.core.records import InterruptRecord, RunRecord
 from broker.core.store import Store
-
-ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,200}$"
-"""What a client-chosen id (a thread id) may look like, on every route that takes one."""
-_ID = re.compile(r"[A-Za-z0-9._:\-]{1,200}")
 
 
 async def run(store: Store, principal: auth.Principal, run_id: str) -> RunRecord:
@@ -42,10 +36,8 @@ async def thread(store: Store, principal: auth.Principal, thread_id: str, agent_
     belongs to another agent is ThreadAgentMismatch: a thread stays with the agent that
     started it. A thread without runs is new, and anyone may start it.
     """
-    if not _ID.fullmatch(thread_id):
-        raise errors.InvalidRequest(
-            "thread id: use 1 to 200 letters, digits, '.', '_', ':' or '-'", field="threadId"
-        )
+    if not ids.is_id(thread_id):
+        raise errors.InvalidRequest(f"thread id: use {ids.ID_RULE}", field="threadId")
     owners = await store.thread_agents(thread_id)
     if not all(principal.sees(a) for a in owners):
         raise errors.ThreadNotFound(f"no thread {thread_id!r} for this API key")

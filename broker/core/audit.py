@@ -1,7 +1,9 @@
 """The audit log: every attempt to answer an interrupt, accepted or refused.
 
-One capped Redis list per interrupt. An accepted answer's entry is written by the
-resolve (or expiry) script in the same step as the resolution; a refusal's entry is
+One capped Redis list per interrupt (``BROKER_AUDIT_MAX`` newest entries). The entry of
+the step that decides the interrupt (its accepted answer, or its deadline) is written by
+the resolve (or expire) script in the same step as the resolution, and kept under a key
+of its own too, so no number of refusals after it trims it away; a refusal's entry is
 written when the refusal is decided. Entries hold a hash of the payload, not the
 payload, so the log can be kept longer than the answers themselves need to be.
 """
@@ -57,5 +59,12 @@ async def record(
 
 
 async def read(r: aioredis.Redis, keys: Keys, interrupt_id: str) -> list[dict[str, Any]]:
-    """The interrupt's audit entries, oldest first."""
-    return [loads(raw) for raw in await r.lrange(keys.audit(interrupt_id), 0, -1)]
+    """The interrupt's audit entries, oldest first, always with the deciding one."""
+    async with r.pipeline(transaction=True) as pipe:
+        pipe.lrange(keys.audit(interrupt_id), 0, -1)
+        pipe.get(keys.audit_decision(interrupt_id))
+        logged, decision = await pipe.execute()
+    if decision is not None and decision not in logged:
+        # trimmed from the capped log: everything left there came after it
+        logged.insert(0, decision)
+    return [loads(raw) for raw in logged]

@@ -20,6 +20,7 @@ from arq.connections import ArqRedis
 
 from broker.core import audit, auth, errors, schemas
 from broker.core.codec import dumps, iso, loads, now_ms
+from broker.core.ids import is_id
 from broker.core.jobs import abort_job, enqueue_advance
 from broker.core.records import Channel, InterruptRecord, InterruptStatus, RunStatus
 from broker.core.store import Store
@@ -110,6 +111,8 @@ async def refuse(
     """Audits an attempt refused before it reached ``answer`` (an unreadable body, an
     expired link); ``outcome`` is the error code the caller got."""
     who = _who(principal)
+    if not is_id(interrupt_id):
+        return  # names no interrupt
     agent_id = await store.r.hget(store.keys.interrupt(interrupt_id), "agent_id")
     if agent_id is None or not who.sees(agent_id):
         # nothing to attach it to, or a key that may not see it: no entry is made, so

@@ -27,6 +27,14 @@ class InvalidJSON(BrokerError):
     code = "invalid_json"
 
 
+class InvalidJSONValue(BrokerError):
+    """Valid JSON holding what the broker does not take: NaN or Infinity, an integer
+    outside 64 bits, a lone surrogate, or nesting past the limit (``path`` says where)."""
+
+    status_code = 422
+    code = "invalid_json_value"
+
+
 class UnsupportedMediaType(BrokerError):
     status_code = 415
     code = "unsupported_media_type"

@@ -25,6 +25,7 @@ _LUA_KEYS: dict[str, tuple[str, int]] = {
     "k_run_interrupts": ("run_interrupts", 1),
     "k_run_open": ("run_open", 1),
     "k_audit": ("audit", 1),
+    "k_audit_decision": ("audit_decision", 1),
     "k_run": ("run", 1),
     "k_rstatus": ("runs_by_status", 1),
     "k_ragent": ("runs_by_agent", 1),
@@ -84,6 +85,11 @@ class Keys:
     def audit(self, interrupt_id: str) -> str:
         """List of every attempt to answer the interrupt, accepted or refused, oldest first."""
         return f"{self.prefix}:audit:{interrupt_id}"
+
+    def audit_decision(self, interrupt_id: str) -> str:
+        """The audit entry of the step that decided the interrupt (its accepted answer, or
+        its deadline), kept apart so trimming the capped log never drops it."""
+        return f"{self.prefix}:audit:{interrupt_id}:decision"
 
     @property
     def deadlines(self) -> str:

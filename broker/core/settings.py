@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     max_answer_bytes: PositiveInt = 64 * 1024
     max_input_bytes: PositiveInt = 256 * 1024
     page_limit_max: PositiveInt = 500
+    max_json_depth: Annotated[int, Field(gt=0, le=128)] = 64
+    """Deepest nesting of objects and arrays a body may have (see broker/core/jsonsafe.py);
+    at most 128, so every encoder and validator the value later meets handles it."""
     idempotency_ttl_s: PositiveInt = 24 * 3600
 
     # Event streams (approximate MAXLEN of each stream).

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from broker.core import errors, links, signing
 from broker.core.codec import dumps, iso, loads, now_ms
 from broker.core.errors import validation_message
+from broker.core.ids import is_id
 from broker.core.records import InterruptStatus
 from broker.core.settings import Settings, json_list
 from broker.core.store import Store
@@ -114,6 +115,8 @@ async def every(store: Store, config: dict[str, Subscription]) -> list[Subscript
 
 
 async def find(store: Store, config: dict[str, Subscription], sid: str) -> Subscription | None:
+    if not is_id(sid):
+        return None  # no subscription id has another shape
     if sid in config:
         return config[sid]
     raw = await store.r.hget(store.keys.webhooks, sid)

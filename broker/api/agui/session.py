@@ -8,7 +8,7 @@ with RUN_ERROR rather than silently starting the graph over.
 
 from __future__ import annotations
 
-import json
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,7 +29,7 @@ from broker.api.agui.messages import new_input_messages, to_agui_messages
 from broker.api.agui.translate import Translator, outcome_interrupt
 from broker.api.events import TERMINAL_EVENTS, EventHub, follow_run, last_id
 from broker.api.threads import ThreadStates
-from broker.core import auth, channel, errors
+from broker.core import auth, channel, errors, jsonsafe
 from broker.core.codec import dumps, loads
 from broker.core.jobs import enqueue_advance
 from broker.core.records import Channel, InterruptRecord, RunRecord, RunStatus
@@ -172,11 +172,10 @@ class AguiSession:
             if isinstance(command, dict) and command.get("resume") is not None:
                 value = command["resume"]
                 if isinstance(value, str):
-                    # CopilotKit sends the answer JSON-encoded
-                    try:
-                        value = json.loads(value)
-                    except ValueError:
-                        pass
+                    # CopilotKit sends the answer JSON-encoded; text that is not JSON,
+                    # or JSON the broker does not take, stays the string it is
+                    with contextlib.suppress(ValueError):
+                        value = jsonsafe.parse(value, self.settings.max_json_depth)
                 return [(None, "resolved", value)]
         return None
 

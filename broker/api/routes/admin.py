@@ -6,12 +6,13 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from broker.api.body import read_json
 from broker.api.deps import Admin, SettingsDep, StoreDep
 from broker.core import errors, netguard, signing, webhooks
 from broker.core.codec import iso, now_ms
+from broker.core.errors import validation_message
 from broker.core.settings import Settings
 from broker.core.store import Store
 
@@ -114,9 +115,14 @@ async def change_webhook(
     sub = await _managed(store, request, sid)
     change = await read_json(request, WebhookChange, settings.max_input_bytes)
     fields = change.model_dump(exclude_unset=True)
-    if fields.get("url"):
-        await _check_url(fields["url"], settings)
-    updated = sub.model_copy(update=fields)
+    try:
+        # validated as a whole, so a change (``"events": null``) never stores a
+        # subscription that every later read would fail on
+        updated = webhooks.Subscription.model_validate({**sub.model_dump(), **fields})
+    except ValidationError as exc:
+        raise errors.InvalidRequest(validation_message(exc)) from exc
+    if "url" in fields:
+        await _check_url(updated.url, settings)
     await webhooks.save(store, updated)
     return updated.public()
 

@@ -12,7 +12,7 @@ from broker.api import visibility
 from broker.api.agui.session import AguiSession, is_resume
 from broker.api.body import read_json_object, validation_message
 from broker.api.deps import HubDep, Principal, QueueDep, RegistryDep, SettingsDep, StoreDep
-from broker.core import auth, errors
+from broker.core import auth, errors, ids
 
 router = APIRouter(prefix="/agui", tags=["ag-ui"])
 
@@ -34,6 +34,9 @@ async def run_agent(
         inp = RunAgentInput.model_validate(data)
     except ValidationError as exc:
         raise errors.InvalidRequest(validation_message(exc)) from exc
+    if not ids.is_id(inp.thread_id):
+        # the thread id names the broker's keys for the thread: its shape is checked first
+        raise errors.InvalidRequest(f"threadId: a thread id is {ids.ID_RULE}")
     visible = sorted(a for a in registry if principal.sees(a))
     if agent_id not in visible:
         raise errors.AgentNotFound(

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from broker.api import visibility
 from broker.api.body import read_json
 from broker.api.deps import Principal, QueueDep, Reader, SettingsDep, StoreDep
-from broker.core import audit, channel, errors
+from broker.core import audit, channel, errors, ids
 from broker.core.codec import dumps
 from broker.core.records import Channel, InterruptStatus
 from broker.core.store import Page
@@ -34,8 +34,8 @@ async def list_interrupts(
     status: InterruptStatus = InterruptStatus.PENDING,
     agent_id: str | None = None,
     type: str | None = None,
-    thread_id: str | None = None,
-    run_id: str | None = None,
+    thread_id: Annotated[str | None, Query(pattern=ids.ID_PATTERN)] = None,
+    run_id: Annotated[str | None, Query(pattern=ids.ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
     order: Literal["asc", "desc"] = "asc",

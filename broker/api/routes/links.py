@@ -6,7 +6,6 @@ answers. The token is the credential: no API key is needed.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -15,7 +14,7 @@ from fastapi.responses import HTMLResponse
 
 from broker.api import pages
 from broker.api.deps import QueueDep, SettingsDep, StoreDep
-from broker.core import auth, channel, errors, links, shapes
+from broker.core import auth, channel, errors, jsonsafe, links, shapes
 from broker.core.codec import now_ms
 from broker.core.records import Channel, InterruptRecord, InterruptStatus
 from broker.core.schemas import declared_schema
@@ -85,7 +84,11 @@ async def use_link(
     choice = shapes.find_choice(h.value, h.type, claims.choice)
     if choice is None:
         return pages.notice("tampered")
-    answer = _free_answer(h, form.get("answer", "")) if choice.free else choice.answer
+    answer = (
+        _free_answer(h, form.get("answer", ""), settings.max_json_depth)
+        if choice.free
+        else choice.answer
+    )
     # the link is a capability for this one interrupt, and nothing else
     holder = auth.Principal(
         key_id=None, scopes=frozenset({auth.RESOLVE}), agents=frozenset({h.agent_id})
@@ -131,12 +134,13 @@ async def _form(request: Request, limit: int) -> dict[str, str] | None:
     return {k: v[0] for k, v in parsed.items()}
 
 
-def _free_answer(h: InterruptRecord, text: str) -> Any:
-    """A typed answer: JSON when the declared schema wants something other than text."""
+def _free_answer(h: InterruptRecord, text: str, max_depth: int) -> Any:
+    """A typed answer: JSON when the declared schema wants something other than text.
+    Text that is not JSON the broker takes stays text (and the schema check refuses it)."""
     schema = declared_schema(h.value, h.response_schema)
     if schema is not None and schema.get("type") not in (None, "string"):
         try:
-            return json.loads(text)
-        except json.JSONDecodeError:
+            return jsonsafe.parse(text, max_depth)
+        except ValueError:
             return text
     return text

@@ -8,13 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from broker.api import visibility
 from broker.api.body import read_json
 from broker.api.deps import QueueDep, Reader, RegistryDep, RunWriter, SettingsDep, StoreDep
-from broker.core import channel, errors
+from broker.core import channel, errors, ids
 from broker.core.jobs import enqueue_advance
 from broker.core.records import RunStatus
 
 router = APIRouter(prefix="/runs", tags=["runs"])
-
-ID_PATTERN = visibility.ID_PATTERN
 
 
 class StartRun(BaseModel):
@@ -22,7 +20,9 @@ class StartRun(BaseModel):
 
     agent_id: str = Field(min_length=1, max_length=200)
     input: Any = Field(default_factory=dict)
-    thread_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    thread_id: str | None = Field(
+        default=None, pattern=ids.ID_PATTERN, description=f"A thread id: {ids.ID_RULE}."
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -57,7 +57,7 @@ async def list_runs(
     principal: Reader,
     status: Annotated[RunStatus | None, Query()] = None,
     agent_id: str | None = None,
-    thread_id: str | None = None,
+    thread_id: Annotated[str | None, Query(pattern=ids.ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
     order: Literal["asc", "desc"] = "desc",

@@ -165,7 +165,7 @@ return {'ok', run.job_id or ''}
 # 3 resolution, 4 event data, 5 response to keep for a retry, 6 idempotency payload
 # digest ('' when no key), 7 idempotency ttl ms, 8 audit entry, 9 nonce ('' when none),
 # 10 nonce ttl ms. Touches: the interrupt and its indexes, its run, seq, deadlines,
-# interrupts version, runs due, events, audit.
+# interrupts version, runs due, events, audit, audit decision.
 RESOLVE = """
 local iid = ARGV[2]
 if ARGV[6] ~= '' then
@@ -193,7 +193,7 @@ redis.call('ZREM', K_DEADLINES, iid)
 emit({id = h.run_id, thread_id = h.thread_id, agent_id = h.agent_id}, 'interrupt.resolved', ARGV[4])
 if ARGV[6] ~= '' then redis.call('SET', KEYS[1], ARGV[5], 'PX', ARGV[7]) end
 if ARGV[9] ~= '' then redis.call('SET', KEYS[2], iid, 'PX', ARGV[10]) end
-audit(iid, ARGV[8])
+audit_decision(iid, ARGV[8])
 return {'ok'}
 """
 
@@ -205,7 +205,7 @@ return {'ok'}
 # resumes), 5 event data, 6 audit entry, 7 run fields when it ends (flat JSON list),
 # 8 run end event data. Returns {'ok', run id, job id}.
 # Touches: the interrupt and its indexes, its run (as record finish), seq, deadlines,
-# interrupts version, runs due, events, audit.
+# interrupts version, runs due, events, audit, audit decision.
 EXPIRE = """
 local iid = ARGV[2]
 local h = hgetall(k_interrupt(iid))
@@ -234,7 +234,7 @@ move_interrupt(h, 'pending', 'expired', seq)
 redis.call('INCR', K_IVERSION)
 redis.call('ZREM', K_DEADLINES, iid)
 emit(run, 'interrupt.expired', ARGV[5])
-audit(iid, ARGV[6])
+audit_decision(iid, ARGV[6])
 if ARGV[4] ~= '' and run.status and not TERMINAL[run.status] then
   local fields = cjson.decode(ARGV[7])
   table.insert(fields, 'cancel_requested')

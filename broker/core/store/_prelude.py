@@ -37,9 +37,12 @@ local function emit(run, etype, data)
   return eid
 end
 
-local function audit(iid, entry)
+-- the entry of the step that decides the interrupt (resolve, expire): appended to the
+-- capped log, and kept apart as well, so no number of refusals after it trims it away
+local function audit_decision(iid, entry)
   redis.call('RPUSH', k_audit(iid), entry)
   redis.call('LTRIM', k_audit(iid), -AUDIT_MAX, -1)
+  redis.call('SET', k_audit_decision(iid), entry)
 end
 
 local function interrupt_indexes(status, h)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ import redis.asyncio as aioredis
 
 from broker.core import errors
 from broker.core.codec import loads
+from broker.core.ids import is_id
 from broker.core.keys import Keys
 from broker.core.records import InterruptRecord, InterruptStatus, RunRecord
 
@@ -21,18 +23,29 @@ class Page:
     next_cursor: str | None
 
 
+_CURSOR_MAX = 64
+
+
 def encode_cursor(score: float) -> str:
     return base64.urlsafe_b64encode(repr(score).encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> float:
+    """The index score a cursor continues after; InvalidCursor for anything this server
+    could not have issued (a finite score, base64 of at most a few dozen characters)."""
+    refused = errors.InvalidCursor(
+        "cursor is not one this server issued; pass next_cursor from a previous page"
+    )
+    if len(cursor) > _CURSOR_MAX or not cursor.isascii():
+        raise refused
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        return float(base64.urlsafe_b64decode(padded.encode()).decode())
+        score = float(base64.urlsafe_b64decode(padded.encode()).decode("ascii"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise errors.InvalidCursor(
-            "cursor is not one this server issued; pass next_cursor from a previous page"
-        ) from exc
+        raise refused from exc
+    if not math.isfinite(score):
+        raise refused  # NaN and infinities are no scores Redis pages by
+    return score
 
 
 def _narrow(agent_id: str | None, visible: frozenset[str] | None) -> tuple[bool, str | None]:
@@ -64,13 +77,16 @@ class Reads:
     keys: Keys
 
     async def run(self, run_id: str) -> RunRecord:
-        h: dict[str, str] = await self.r.hgetall(self.keys.run(run_id))
+        # an id of another shape names no run, and could name another key
+        h: dict[str, str] = await self.r.hgetall(self.keys.run(run_id)) if is_id(run_id) else {}
         if not h:
             raise errors.RunNotFound(f"no run with id {run_id!r}")
         return RunRecord.from_hash(h)
 
     async def interrupt(self, interrupt_id: str) -> InterruptRecord:
-        h: dict[str, str] = await self.r.hgetall(self.keys.interrupt(interrupt_id))
+        h: dict[str, str] = (
+            await self.r.hgetall(self.keys.interrupt(interrupt_id)) if is_id(interrupt_id) else {}
+        )
         if not h:
             raise errors.InterruptNotFound(f"no interrupt with id {interrupt_id!r}")
         return InterruptRecord.from_hash(h)

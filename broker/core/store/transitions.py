@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from broker.core import errors
 from broker.core.codec import dumps, now_ms
+from broker.core.ids import ID_RULE, is_id
 from broker.core.keys import Keys
 from broker.core.records import InterruptRecord, RunRecord, RunStatus
 from broker.core.settings import Settings
@@ -63,6 +64,9 @@ class Transitions:
     async def create_run(
         self, agent_id: str, thread_id: str | None, input: Any, metadata: dict[str, Any]
     ) -> RunRecord:
+        if thread_id is not None and not is_id(thread_id):
+            # a thread id becomes part of key names: one of another shape could name others
+            raise errors.InvalidRequest(f"thread_id: a thread id is {ID_RULE}")
         ts = now_ms()
         run = RunRecord(
             id=str(uuid.uuid4()),
