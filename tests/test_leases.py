@@ -6,6 +6,7 @@
   transition, no checkpoint, no task writes;
 - the hand-on pass frees the lease of a worker whose heartbeat is stale, never one whose
   holder is alive, and judges nobody right after a stall of its own connection;
+- an attempt whose thread is taken over mid-node writes neither checkpoint nor record;
 - a Redis error in the middle of a job makes arq retry the job instead of failing it.
 """
 
@@ -13,13 +14,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 from arq.connections import ArqRedis
 from arq.jobs import Job
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.graph import END, START, StateGraph
 
 from broker.core.codec import now_ms
 from broker.core.fence import CONFIG_KEY, Fenced
@@ -35,6 +39,10 @@ from worker import handover, main
 from worker.liveness import Heartbeat
 from worker.locks import Lease, LockLost, hold
 from worker.runner import Runner
+
+
+class NState(TypedDict, total=False):
+    n: int
 
 
 def _lease(r: aioredis.Redis, keys: Keys, holder: str, ttl_s: float = 0.3) -> Lease:
@@ -170,6 +178,33 @@ async def test_hand_on_frees_only_leases_of_dead_workers(
     jobs = await queue.queued_jobs()
     assert [(j.function, j.args) for j in jobs] == [("advance", (dead_run.id,))]
     assert await handover.hand_on(store, queue, observer) == 0  # queued once
+
+
+async def test_an_attempt_that_loses_its_thread_mid_node_records_nothing(
+    aredis: aioredis.Redis, binary: aioredis.Redis, keys: Keys, settings: Settings, redis_url: str
+) -> None:
+    store = Store(aredis, settings)
+    saver = RedisCheckpointSaver(binary, keys)
+
+    def taken_over(state: NState, config: RunnableConfig) -> dict[str, Any]:
+        # another holder takes the thread while this node runs
+        sync = redis.Redis.from_url(redis_url)
+        sync.set(keys.thread_fence(config["configurable"]["thread_id"]), "other|token")
+        sync.close()
+        return {"n": 1}
+
+    g = StateGraph(NState)
+    g.add_node("node", taken_over)
+    g.add_edge(START, "node")
+    g.add_edge("node", END)
+    runner = Runner(store, {"taken": g.compile()}, saver, settings, worker_id="w")
+    run = await store.create_run("taken", None, {"n": 0}, {})
+    with pytest.raises(Fenced):
+        await runner.advance(run.id, "job-1")
+    assert (await store.run(run.id)).status == RunStatus.RUNNING  # neither failed nor done
+    tup = await saver.aget_tuple({"configurable": {"thread_id": run.thread_id}})
+    assert tup is not None and tup.checkpoint["channel_values"].get("n") == 0
+    await saver.adelete_thread(run.thread_id)
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
 """Executes a run's graph one attempt at a time and records where it stopped.
 
-A job only names the run. What to do is read from Redis under the thread lock, by the
+A job only names the run. What to do is read from Redis under the thread lease, by the
 begin attempt transition, so a job delivered twice, a retry after a crash, and a
 reconciler's extra job all converge:
 - ``queued``: start the graph with the run's input;
