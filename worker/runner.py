@@ -146,14 +146,15 @@ class Runner:
         if snapshot.next:
             await fail(run, f"graph stopped before its end at {list(snapshot.next)}", applying)
             return "failed"
-        await self.store.record_finish(
+        if not await self.store.record_finish(
             run_id,
             RunStatus.SUCCEEDED,
             output=summarize(snapshot.values),
             applied=applying,
             job_id=job_id,
             fence=fence,
-        )
+        ):
+            return "not-recorded"  # cancelled meanwhile, or another attempt has the run
         await self._retain(thread_id)
         return f"{action}-succeeded"
 
