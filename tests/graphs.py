@@ -6,6 +6,7 @@ The counters live in Redis so a test can read what happened inside a worker proc
 from __future__ import annotations
 
 import os
+import time
 from typing import Annotated, Any, TypedDict
 
 import redis
@@ -170,3 +171,29 @@ expiring = _asks(
 expiring_fail = _asks({"type": "approval", "content": "answer or fail", "expires_in": 1})
 # a deadline far enough away that a page shows the question first; a test moves it
 expiring_later = _asks({"type": "approval", "content": "answer or fail", "expires_in": 3600})
+
+
+# A slow node: it counts when it begins and when it has run to completion, so a test can
+# tell how often it ran, and how often it ran to its end.
+class SlowState(TypedDict, total=False):
+    seconds: float
+    done: int
+
+
+def _slow(state: SlowState, config: RunnableConfig) -> dict[str, Any]:
+    thread_id = config["configurable"]["thread_id"]
+    _bump(thread_id, "began")
+    time.sleep(float(state.get("seconds", 5)))
+    _bump(thread_id, "done")
+    return {"done": 1}
+
+
+def _build_slow() -> Any:
+    g = StateGraph(SlowState)
+    g.add_node("slow", _slow)
+    g.add_edge(START, "slow")
+    g.add_edge("slow", END)
+    return g.compile()
+
+
+slow = _build_slow()

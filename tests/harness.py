@@ -25,7 +25,7 @@ TEST_AGENTS = (
     "copilot=examples.copilotkit_agent:graph,"
     "typed=tests.graphs:typed,declared=tests.graphs:declared,"
     "expiring=tests.graphs:expiring,expiring_fail=tests.graphs:expiring_fail,"
-    "expiring_later=tests.graphs:expiring_later"
+    "expiring_later=tests.graphs:expiring_later,slow=tests.graphs:slow"
 )
 DEADLINE_S = 60.0
 

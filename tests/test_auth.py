@@ -184,7 +184,7 @@ def test_api_refuses_to_start_without_keys(redis_url: str, tmp_path: Path) -> No
         ({"BROKER_EXPIRY": '[{"agent": "naming", "expires_in": -1}]'}, "expires_in"),
         ({"BROKER_API_KEYS": "{"}, "BROKER_API_KEYS is not valid JSON"),
         ({"BROKER_WEBHOOKS": "{}"}, "BROKER_WEBHOOKS must be a JSON list"),
-        ({"BROKER_THREAD_LOCK_TTL_S": "0"}, "thread_lock_ttl_s"),
+        ({"BROKER_LEASE_TTL_S": "0"}, "lease_ttl_s"),
         ({"BROKER_PUBLIC_URL": "broker.example.com"}, "public_url"),
     ],
 )

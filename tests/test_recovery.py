@@ -32,7 +32,7 @@ from tests.servers import RedisServer
 pytestmark = pytest.mark.slow
 
 FAST_RECOVERY = {
-    "BROKER_THREAD_LOCK_TTL_S": "2",
+    "BROKER_LEASE_TTL_S": "2",
     "BROKER_RECONCILE_INTERVAL_S": "0.5",
     "BROKER_RECONCILE_GRACE_S": "1",
     "BROKER_WORKER_HEARTBEAT_S": "0.5",

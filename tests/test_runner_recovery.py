@@ -1,6 +1,6 @@
-"""The runner, the thread lock and the event follower under failure, on real Redis.
+"""The runner, the thread lease and the event follower under failure, on real Redis.
 
-These drive ``Runner``, ``thread_lock`` and ``follow_run`` in this process so a fault
+These drive ``Runner``, the thread lease and ``follow_run`` in this process so a fault
 can be injected at an exact point, at the connection layer (tests/faults.py); the
 end-to-end suites cover the same paths through real worker processes.
 """
@@ -27,7 +27,7 @@ from broker.core.settings import Settings
 from broker.core.store import Store
 from tests.faults import Faults, evalsha_of, every_command
 from tests.faults import client as faulty
-from worker.locks import LockLost, thread_lock
+from worker.locks import Lease, LockLost, hold
 from worker.runner import Runner
 
 
@@ -164,11 +164,12 @@ async def test_cancel_closes_interrupts_in_the_same_step(
 async def test_a_lock_that_cannot_be_renewed_stops_its_holder(redis_url: str, keys: Keys) -> None:
     faults = Faults()
     r = faulty(redis_url, faults, decode_responses=True)
-    key = keys.thread_lock("t")
+    key = keys.thread_lease("t")
     inside: list[str] = []
 
     async def holder() -> None:
-        async with thread_lock(r, key, ttl_s=2, wait_s=1):
+        lease = Lease(r, key, keys.thread_fence("t"), holder="w", ttl_s=2)
+        async with hold(lease, wait_s=1):
             inside.append("in")
             faults.drop(every_command, times=None)  # Redis is unreachable from now on
             await asyncio.sleep(30)  # far longer than the lock lives
@@ -178,7 +179,7 @@ async def test_a_lock_that_cannot_be_renewed_stops_its_holder(redis_url: str, ke
         await holder()
     assert inside == ["in"]  # stopped before another worker could take the thread
     faults.clear()
-    await r.delete(key)
+    await r.delete(key, keys.thread_fence("t"))
     await r.aclose()
 
 

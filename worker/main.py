@@ -16,21 +16,35 @@ from typing import Any
 import httpx
 from arq import Retry
 from arq.worker import func
+from redis.exceptions import BusyLoadingError, ReadOnlyError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agent.registry import load_registry
 from broker.core import config
-from broker.core.codec import now_ms
 from broker.core.connections import queue_pool, redis_client
+from broker.core.fence import Fenced
 from broker.core.keys import Keys
 from broker.core.saver import RedisCheckpointSaver
 from broker.core.settings import Settings, get_settings
 from broker.core.store import Store
 from worker import deadlines, deliveries, reconciler
 from worker._arq import BrokerWorker
+from worker.liveness import Heartbeat
 from worker.locks import LockBusy, LockLost
 from worker.runner import AgentUnavailable, Runner
 
 log = logging.getLogger("worker")
+
+# Redis went away, or is loading, or is a replica for now: the attempt is retried, never
+# failed (builtin ConnectionError and TimeoutError are OSErrors)
+REDIS_TROUBLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    BusyLoadingError,
+    ReadOnlyError,
+    OSError,
+)
 
 
 async def advance(ctx: dict[str, Any], run_id: str) -> str:
@@ -40,8 +54,13 @@ async def advance(ctx: dict[str, Any], run_id: str) -> str:
     last_try = ctx.get("job_try", 1) >= settings.job_max_tries
     try:
         return await runner.advance(run_id, ctx["job_id"], last_try=last_try)
-    except (LockBusy, LockLost) as exc:
+    except (LockBusy, LockLost, Fenced) as exc:
         raise Retry(defer=1) from exc
+    except REDIS_TROUBLE as exc:
+        # BusyLoadingError is a ConnectionError, ReadOnlyError a ResponseError
+        try_ = int(ctx.get("job_try", 1))
+        log.warning("run %s met a Redis error (%s); retrying the job", run_id, exc)
+        raise Retry(defer=min(try_, 5)) from exc
     except AgentUnavailable as exc:
         # another worker may have the agent (a rolling deployment): let it take the job
         raise Retry(defer=2) from exc
@@ -57,18 +76,24 @@ async def startup(ctx: dict[str, Any]) -> None:
     registry = load_registry(settings.langgraph_json, settings.agents)
     saver = RedisCheckpointSaver(saver_redis, keys, ttl_s=settings.checkpoint_ttl_s or None)
     store = Store(store_redis, settings)
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    graphs = {a: spec.graph for a, spec in registry.items()}
+    heartbeat = Heartbeat(store, worker_id)
     ctx.update(
         store_redis=store_redis,
         saver_redis=saver_redis,
         store=store,
-        runner=Runner(store, {a: spec.graph for a, spec in registry.items()}, saver, settings),
-        worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+        runner=Runner(store, graphs, saver, settings, worker_id=worker_id),
+        worker_id=worker_id,
+        heartbeat=heartbeat,
         webhook_config=webhook_config,
         http=httpx.AsyncClient(trust_env=False, follow_redirects=False),
     )
+    # the first heartbeat before the first job: a lease's holder always has one
+    await heartbeat.beat()
     ctx["background"] = [
-        asyncio.create_task(_heartbeat(ctx)),
-        asyncio.create_task(reconciler.loop(store, ctx["redis"], ctx["worker_id"])),
+        asyncio.create_task(heartbeat.loop()),
+        asyncio.create_task(reconciler.loop(store, ctx["redis"], heartbeat)),
         asyncio.create_task(deadlines.loop(store, ctx["redis"], ctx["worker_id"])),
         asyncio.create_task(
             deliveries.dispatch_loop(store, ctx["redis"], ctx["worker_id"], webhook_config)
@@ -91,17 +116,6 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         client = ctx.get(name)
         if client is not None:
             await client.aclose()
-
-
-async def _heartbeat(ctx: dict[str, Any]) -> None:
-    store: Store = ctx["store"]
-    every = store.settings.worker_heartbeat_s
-    while True:
-        with contextlib.suppress(Exception):
-            now = now_ms()
-            await store.r.zadd(store.keys.workers, {ctx["worker_id"]: now})
-            await store.r.zremrangebyscore(store.keys.workers, "-inf", now - every * 6000)
-        await asyncio.sleep(every)
 
 
 def worker_kwargs(settings: Settings) -> dict[str, Any]:

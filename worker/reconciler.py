@@ -1,9 +1,10 @@
 """The reconciler: queues a job for every run whose work is overdue and whose thread
-no worker holds.
+no worker holds, and hands on the runs of dead workers (worker/handover.py).
 
 This is what makes an accepted answer resume even if the API died between recording it
 and queueing its job, or a job was lost. One worker at a time runs a pass (a short
-Redis lock).
+Redis lock), and only once it has seen Redis answer for a whole lease ttl: right after
+a stall of Redis, holders get the time to take their lapsed leases again first.
 """
 
 from __future__ import annotations
@@ -14,21 +15,29 @@ from typing import Any
 
 from broker.core.codec import now_ms
 from broker.core.store import Store
+from worker import handover
+from worker.liveness import Heartbeat
 
 log = logging.getLogger("worker.reconciler")
 
 
-async def loop(store: Store, pool: Any, worker_id: str) -> None:
+async def loop(store: Store, pool: Any, heartbeat: Heartbeat) -> None:
     """Runs a pass every ``reconcile_interval_s`` on whichever worker holds the lock."""
     s = store.settings
     k = store.keys
     while True:
         await asyncio.sleep(s.reconcile_interval_s)
         try:
+            if heartbeat.healthy_for_ms() < s.lease_ttl_s * 1000:
+                continue
             if not await store.r.set(
-                k.reconciler_lock, worker_id, nx=True, px=int(s.reconcile_interval_s * 1000)
+                k.reconciler_lock,
+                heartbeat.worker_id,
+                nx=True,
+                px=int(s.reconcile_interval_s * 1000),
             ):
                 continue
+            await handover.hand_on(store, pool, heartbeat)
             await reconcile_once(store, pool)
         except Exception:
             log.exception("reconciler pass failed")

@@ -1,6 +1,6 @@
 """Executes a run's graph one attempt at a time and records where it stopped.
 
-A job only names the run. What to do is read from Redis under the thread lock, by the
+A job only names the run. What to do is read from Redis under the thread lease, by the
 begin attempt transition, so a job delivered twice, a retry after a crash, and a
 reconciler's extra job all converge:
 - ``queued``: start the graph with the run's input;
@@ -23,10 +23,12 @@ from redis.exceptions import RedisError
 
 from broker.core import expiry, schemas, shapes
 from broker.core.codec import now_ms
+from broker.core.fence import CONFIG_KEY as FENCE_CONFIG_KEY
+from broker.core.fence import Fence, Fenced
 from broker.core.records import InterruptRecord, RunRecord, RunStatus
 from broker.core.settings import Settings
 from broker.core.store import Attempt, Store
-from worker.locks import thread_lock
+from worker.locks import Lease, hold
 from worker.output import summarize
 from worker.stream import run_graph
 
@@ -44,11 +46,18 @@ def _checkpoint_id(snapshot: Any) -> str:
 
 class Runner:
     def __init__(
-        self, store: Store, graphs: dict[str, Any], saver: Any, settings: Settings
+        self,
+        store: Store,
+        graphs: dict[str, Any],
+        saver: Any,
+        settings: Settings,
+        *,
+        worker_id: str = "local",
     ) -> None:
         self.store = store
         self.saver = saver
         self.settings = settings
+        self.worker_id = worker_id
         self._graphs = {aid: g.copy(update={"checkpointer": saver}) for aid, g in graphs.items()}
 
     async def advance(self, run_id: str, job_id: str, *, last_try: bool = False) -> str:
@@ -71,32 +80,41 @@ class Runner:
             # the API knows the agent but this worker does not (a rolling deployment)
             raise AgentUnavailable(agent_id)
         s = self.settings
-        async with thread_lock(
+        lease = Lease(
             self.store.r,
-            k.thread_lock(thread_id),
-            ttl_s=s.thread_lock_ttl_s,
-            wait_s=s.thread_lock_wait_s,
-        ):
-            return await self._advance_locked(run_id, thread_id, job_id, graph)
+            k.thread_lease(thread_id),
+            k.thread_fence(thread_id),
+            holder=self.worker_id,
+            ttl_s=s.lease_ttl_s,
+        )
+        async with hold(lease, wait_s=s.lease_wait_s):
+            return await self._advance_locked(run_id, thread_id, job_id, graph, lease.fence)
 
-    async def _advance_locked(self, run_id: str, thread_id: str, job_id: str, graph: Any) -> str:
-        config: dict[str, Any] = {"configurable": {"thread_id": thread_id}}
+    async def _advance_locked(
+        self, run_id: str, thread_id: str, job_id: str, graph: Any, fence: Fence
+    ) -> str:
+        # the fence rides in the config to the checkpoint saver: a holder that lost the
+        # thread can write no checkpoint either
+        config: dict[str, Any] = {"configurable": {"thread_id": thread_id, FENCE_CONFIG_KEY: fence}}
         snapshot = await graph.aget_state(config) if graph is not None else None
         current = _checkpoint_id(snapshot) if snapshot is not None else ""
-        begun = await self.store.begin_attempt(run_id, current, job_id)
+        begun = await self.store.begin_attempt(run_id, current, job_id, fence=fence)
         if isinstance(begun, str):
-            return {"idle": "nothing-to-resume", "missing": "unknown-run"}.get(begun, begun)
+            return {
+                "idle": "nothing-to-resume",
+                "missing": "unknown-run",
+                "fenced": "superseded",
+            }.get(begun, begun)
         run = begun.run
+        fail = self._failer(job_id, fence)
         if graph is None:
-            await self._fail(
-                run, f"agent {run.agent_id!r} is not registered on any worker", [], job_id
-            )
+            await fail(run, f"agent {run.agent_id!r} is not registered on any worker", [])
             return "failed"
         config["metadata"] = {"run_id": run_id, "agent_id": run.agent_id}
         applying = [h.id for h in begun.answers]
         command, action = await self._command(begun, config, current)
         if command == "give-up":
-            await self._fail(run, f"gave up after {run.attempts - 1} attempts", applying, job_id)
+            await fail(run, f"gave up after {run.attempts - 1} attempts", applying)
             return "failed"
 
         async def publish(etype: str, **data: Any) -> None:
@@ -112,28 +130,31 @@ class Runner:
             ):
                 await run_graph(graph, None, config, publish)
             snapshot = await graph.aget_state(config)
-        except (RedisError, ConnectionError, TimeoutError):
-            raise  # infrastructure, not the graph: the job is retried, the run stays due
+        except (RedisError, ConnectionError, TimeoutError, Fenced):
+            # infrastructure, not the graph (or another holder has the thread): the job
+            # is retried (worker/main.py), the run stays due
+            raise
         except Exception as exc:
             log.exception("run %s failed", run_id)
-            await self._fail(run, f"{type(exc).__name__}: {exc}", applying, job_id)
+            await fail(run, f"{type(exc).__name__}: {exc}", applying)
             return "failed"
 
         if snapshot.interrupts:
             pending = [self._record(run, i) for i in snapshot.interrupts]
-            await self.store.record_interrupts(run, pending, applying, job_id=job_id)
+            await self.store.record_interrupts(run, pending, applying, job_id=job_id, fence=fence)
             return f"{action}-interrupted"
         if snapshot.next:
-            message = f"graph stopped before its end at {list(snapshot.next)}"
-            await self._fail(run, message, applying, job_id)
+            await fail(run, f"graph stopped before its end at {list(snapshot.next)}", applying)
             return "failed"
-        await self.store.record_finish(
+        if not await self.store.record_finish(
             run_id,
             RunStatus.SUCCEEDED,
             output=summarize(snapshot.values),
             applied=applying,
             job_id=job_id,
-        )
+            fence=fence,
+        ):
+            return "not-recorded"  # cancelled meanwhile, or another attempt has the run
         await self._retain(thread_id)
         return f"{action}-succeeded"
 
@@ -191,13 +212,21 @@ class Runner:
     def _resume_command(answers: list[InterruptRecord]) -> Command:
         return Command(resume={h.lg_id: (h.resolution or {}).get("value") for h in answers})
 
-    async def _fail(
-        self, run: RunRecord, message: str, applying: list[str], job_id: str | None = None
-    ) -> None:
-        await self.store.record_finish(
-            run.id, RunStatus.FAILED, error={"message": message}, applied=applying, job_id=job_id
-        )
-        await self._retain(run.thread_id)
+    def _failer(self, job_id: str, fence: Fence) -> Any:
+        """Records the attempt's run as failed, under its job id and fence."""
+
+        async def fail(run: RunRecord, message: str, applying: list[str]) -> None:
+            await self.store.record_finish(
+                run.id,
+                RunStatus.FAILED,
+                error={"message": message},
+                applied=applying,
+                job_id=job_id,
+                fence=fence,
+            )
+            await self._retain(run.thread_id)
+
+        return fail
 
     async def _retain(self, thread_id: str) -> None:
         ttl = self.settings.checkpoint_ttl_s

@@ -148,9 +148,16 @@ class Keys:
         """The one run that may be active (queued, running, interrupted) on a thread."""
         return f"{self.prefix}:thread:{thread_id}:active"
 
-    def thread_lock(self, thread_id: str) -> str:
-        """Held by the worker that is executing the graph on this thread."""
-        return f"{self.prefix}:lock:thread:{thread_id}"
+    def thread_lease(self, thread_id: str) -> str:
+        """The lease of the worker executing the graph on this thread: its token
+        (``<worker id>|<nonce>``), renewed while it runs, lapsing if it stops."""
+        return f"{self.prefix}:lease:thread:{thread_id}"
+
+    def thread_fence(self, thread_id: str) -> str:
+        """The token of the last holder to take the thread's lease; the attempt's writes
+        check it (broker/core/fence.py). Outlives the lease, so a holder whose lease
+        lapsed can tell whether another one took the thread meanwhile."""
+        return f"{self.prefix}:lease:thread:{thread_id}:fence"
 
     @property
     def runs_due(self) -> str:

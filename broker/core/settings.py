@@ -93,14 +93,18 @@ class Settings(BaseSettings):
     poll_delay_s: Positive = 0.5
     wake_workers: bool = True
     """Publish on a channel when a job is queued, so idle workers start it at once."""
-    thread_lock_ttl_s: PositiveInt = 60
-    thread_lock_wait_s: Positive = 10.0
+    lease_ttl_s: Positive = 10.0
+    """Life of a thread lease; its holder renews it every third of it. A lease that
+    lapses, or whose holder's heartbeat is stale, is handed on (worker/handover.py)."""
+    lease_wait_s: Positive = 10.0
     """How long a job waits for a busy thread before it is retried later."""
     run_max_attempts: PositiveInt = 5
     """Attempts at a run that keeps dying (worker crashes, timeouts) before it fails."""
     reconcile_interval_s: Positive = 5.0
     reconcile_grace_s: Positive = 10.0
     worker_heartbeat_s: Positive = 5.0
+    """A worker whose heartbeat is older than three of these is dead: its leases are
+    handed on at once."""
 
     # API.
     host: str = "127.0.0.1"

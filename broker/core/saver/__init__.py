@@ -31,6 +31,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from redis.asyncio.client import Pipeline
 
+from broker.core.fence import Fenced
 from broker.core.keys import Keys
 from broker.core.saver._codec import (
     _EMPTY,
@@ -40,6 +41,7 @@ from broker.core.saver._codec import (
     _TRACK,
     _async_only,
     _config,
+    _fence,
     _field,
     _pack,
     _pairs,
@@ -53,7 +55,9 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
     """Async LangGraph checkpoint saver on plain Redis commands (no modules needed).
 
     ``redis`` must be created with ``decode_responses=False``. ``ttl_s`` is the default for
-    `aexpire_thread`. Every state change is one MULTI/EXEC transaction.
+    `aexpire_thread`. Every state change is one MULTI/EXEC transaction or script. A config
+    carrying a fence (broker/core/fence.py) makes puts refuse, with ``Fenced``, once
+    another lease holder has taken the thread.
     """
 
     def __init__(
@@ -251,7 +255,9 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
         run_entry = json.dumps([thread_id, ns, cid]) if run_id else ""
         args: list[Any] = [thread_id, ns, cid, run_entry, len(row), *_pairs(row)]
         args += [len(blobs), *_pairs(blobs)]
-        await self._put(keys=keys, args=args)
+        fence = _fence(config, keys, args)
+        if not await self._put(keys=keys, args=args):
+            raise Fenced(f"checkpoint of thread {thread_id}: {fence} no longer holds it")
         return _config(thread_id, ns, cid)
 
     async def aput_writes(
@@ -273,9 +279,11 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
             type_, data = self.serde.dumps_typed(value)
             entry = _pack([task_id, widx, channel, task_path, type_], data)
             (replaced if widx < 0 else kept)[_field(task_id, widx)] = entry
-        keys = [self.keys.checkpoint_thread_keys(thread_id), self.keys.checkpoint_threads]
+        keys = [self.keys.checkpoint_thread_keys(thread_id), self.keys.checkpoint_threads, key]
         args: list[Any] = [thread_id, len(kept), *_pairs(kept), len(replaced), *_pairs(replaced)]
-        await self._put_writes(keys=[*keys, key], args=args)
+        fence = _fence(config, keys, args)
+        if not await self._put_writes(keys=keys, args=args):
+            raise Fenced(f"writes of thread {thread_id}: {fence} no longer holds it")
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         # Same scheme as InMemorySaver: the random suffix keeps forks of one parent from

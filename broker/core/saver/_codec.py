@@ -7,6 +7,9 @@ from typing import Any, NoReturn
 
 from langchain_core.runnables import RunnableConfig
 
+from broker.core.fence import CONFIG_KEY as FENCE_CONFIG_KEY
+from broker.core.fence import Fence
+
 _PAGE = 100
 
 # Adds the keys just written to the thread's key index and gives them the index's remaining
@@ -38,13 +41,25 @@ track(written)
 """
 )
 
+# The attempt's fence (broker/core/fence.py), when the config carries one: the fence key
+# is the KEYS entry after the script's own, the lease token the last ARGV. Returns 0
+# (nothing written) once another holder has taken the thread.
+_FENCE_FN = """
+local function fenced(nkeys)
+  return #KEYS > nkeys and redis.call('GET', KEYS[nkeys + 1]) ~= ARGV[#ARGV]
+end
+"""
+
 # One checkpoint in one step. KEYS: 1 key index, 2 thread registry, 3 namespaces,
-# 4 checkpoint index, 5 checkpoint row, 6 blobs, 7 the run's checkpoints.
+# 4 checkpoint index, 5 checkpoint row, 6 blobs, 7 the run's checkpoints, [8 fence].
 # ARGV: 1 thread id, 2 namespace, 3 checkpoint id, 4 run entry ('' when none),
-# 5 row field count, row fields and values, then blob count, blob fields and values.
+# 5 row field count, row fields and values, then blob count, blob fields and values,
+# [lease token]. Returns 1, or 0 when fenced.
 _PUT = (
     _TRACK_FN
+    + _FENCE_FN
     + """
+if fenced(7) then return 0 end
 local i = 6
 local nrow = tonumber(ARGV[5])
 redis.call('SADD', KEYS[3], ARGV[2])
@@ -63,22 +78,27 @@ if ARGV[4] ~= '' then
   table.insert(written, KEYS[7])
 end
 track(written)
+return 1
 """
 )
 
 # A task's writes in one step: a retried task does not change writes already saved;
 # special channels (errors, interrupts, resumes) keep only their latest value.
-# KEYS: 1 key index, 2 thread registry, 3 writes; ARGV: 1 thread id, 2 kept count, kept
-# fields and values, then replaced count, replaced fields and values.
+# KEYS: 1 key index, 2 thread registry, 3 writes, [4 fence]; ARGV: 1 thread id, 2 kept
+# count, kept fields and values, then replaced count, replaced fields and values, [lease
+# token]. Returns 1, or 0 when fenced.
 _PUT_WRITES = (
     _TRACK_FN
+    + _FENCE_FN
     + """
+if fenced(3) then return 0 end
 local nkept = tonumber(ARGV[2])
 for j = 0, nkept - 1 do redis.call('HSETNX', KEYS[3], ARGV[3 + 2 * j], ARGV[4 + 2 * j]) end
 local i = 3 + 2 * nkept
 local nrep = tonumber(ARGV[i])
 if nrep > 0 then redis.call('HSET', KEYS[3], unpack(ARGV, i + 1, i + 2 * nrep)) end
 track({KEYS[3]})
+return 1
 """
 )
 
@@ -113,6 +133,16 @@ def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
             "checkpoint_id": checkpoint_id,
         }
     }
+
+
+def _fence(config: RunnableConfig, keys: list[str], args: list[Any]) -> Fence | None:
+    """Appends the config's fence, if it has one, to a script's keys and args."""
+    fence = config["configurable"].get(FENCE_CONFIG_KEY)
+    if isinstance(fence, Fence):
+        keys.append(fence.key)
+        args.append(fence.token)
+        return fence
+    return None
 
 
 def _target(config: RunnableConfig) -> tuple[str, str, str | None]:

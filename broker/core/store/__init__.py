@@ -36,6 +36,9 @@ Resolve and expire accept only a pending interrupt of an unfinished run, before 
 deadline (resolve) or after it (expire): of racing answers and the deadline, one wins.
 Close and mark applied are steps of record interrupts, record finish, cancel and
 expire, never calls of their own. An unfinished run is queued, running or interrupted.
+Begin attempt, record interrupts and record finish take the attempt's job id and its
+lease fence (broker/core/fence.py): an attempt that a later one, or another lease
+holder, has taken over writes nothing.
 """
 
 from __future__ import annotations

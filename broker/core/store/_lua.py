@@ -29,12 +29,15 @@ emit(run, 'run.queued', ARGV[6])
 return {'ok', tostring(seq)}
 """
 
-# begin attempt. ARGV: 2 run id, 3 the thread's checkpoint id now, 4 job id.
+# begin attempt. ARGV: 2 run id, 3 the thread's checkpoint id now, 4 job id, 5 lease
+# token (with the fence key as KEYS[1]; both optional).
 # queued -> running (start), interrupted with unapplied answers -> running (resume),
 # running -> running (recovery: phase, base and answers stay those of the attempt that
-# died). Returns {'ok', prior status, run hash, answer hashes...}.
+# died). Returns {'ok', prior status, run hash, answer hashes...}, or {'fenced'} when
+# another holder has taken the thread.
 # Touches: run, runs by status, run open, its interrupts, runs due, events.
 BEGIN_ATTEMPT = """
+if fenced() then return {'fenced'} end
 local run = hgetall(k_run(ARGV[2]))
 if not run then return {'missing'} end
 if TERMINAL[run.status] then
@@ -80,14 +83,15 @@ return out
 """
 
 # record interrupts. ARGV: 2 run id, 3 job id, 4 applied ids (JSON), 5 the interrupts the
-# graph stopped on (JSON list of {lg_id, id, type, fields, deadline, data}).
+# graph stopped on (JSON list of {lg_id, id, type, fields, deadline, data}), 6 lease
+# token (with the fence key as KEYS[1]; both optional).
 # An interrupt raised again while its record is open keeps that record; open ones not
 # raised again close; the rest are new. Returns {'ok', new ids...}.
 # Touches: run, runs by status, run open, run interrupts, interrupts and their indexes,
 # deadlines, seq, interrupts version, runs due, events.
 RECORD_INTERRUPTS = """
 local run = hgetall(k_run(ARGV[2]))
-if not owns(run, ARGV[3]) then return {'not_owner'} end
+if fenced() or not owns(run, ARGV[3]) then return {'not_owner'} end
 mark_applied(run.id, cjson.decode(ARGV[4]))
 local open = open_interrupts(run.id)
 local open_by_lg = {}
@@ -133,12 +137,13 @@ return out
 """
 
 # record finish. ARGV: 2 run id, 3 job id, 4 status (succeeded or failed), 5 applied ids
-# (JSON), 6 run fields (flat JSON list: output or error), 7 event data.
+# (JSON), 6 run fields (flat JSON list: output or error), 7 event data, 8 lease token
+# (with the fence key as KEYS[1]; both optional).
 # Touches: run, runs by status, thread active, run open, open interrupts and their
 # indexes, deadlines, interrupts version, runs due, events.
 RECORD_FINISH = """
 local run = hgetall(k_run(ARGV[2]))
-if not owns(run, ARGV[3]) then return {'not_owner'} end
+if fenced() or not owns(run, ARGV[3]) then return {'not_owner'} end
 mark_applied(run.id, cjson.decode(ARGV[5]))
 local fields = cjson.decode(ARGV[6])
 table.insert(fields, 'applying')

@@ -79,6 +79,13 @@ local function owns(run, job_id)
   return run ~= nil and run.status == 'running' and (job_id == '' or run.job_id == job_id)
 end
 
+-- The lease fence (broker/core/fence.py): an attempt that passes its thread's fence key
+-- as KEYS[1] and its lease token as the last ARGV writes only while no other holder has
+-- taken the thread since it did.
+local function fenced()
+  return #KEYS > 0 and redis.call('GET', KEYS[1]) ~= ARGV[#ARGV]
+end
+
 local function set_run_status(run, status, fields)
   redis.call('HSET', k_run(run.id), 'status', status, 'updated_ms', NOW, unpack(fields))
   if run.status ~= status then

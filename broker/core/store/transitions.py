@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from broker.core import errors
 from broker.core.codec import dumps, now_ms
+from broker.core.fence import Fence
 from broker.core.ids import ID_RULE, is_id
 from broker.core.keys import Keys
 from broker.core.records import InterruptRecord, RunRecord, RunStatus
@@ -61,6 +62,12 @@ class Transitions:
     async def _call(self, name: str, args: list[Any], keys: list[str] | None = None) -> Any:
         return await self._scripts[name](keys=keys or [], args=[now_ms(), *args])
 
+    async def _fenced_call(self, name: str, args: list[Any], fence: Fence | None) -> Any:
+        """An attempt's write: with a fence, refused once another holder took the thread."""
+        if fence is None:
+            return await self._call(name, args)
+        return await self._call(name, [*args, fence.token], keys=[fence.key])
+
     async def create_run(
         self, agent_id: str, thread_id: str | None, input: Any, metadata: dict[str, Any]
     ) -> RunRecord:
@@ -90,10 +97,13 @@ class Transitions:
             )
         return run
 
-    async def begin_attempt(self, run_id: str, checkpoint_id: str, job_id: str) -> Attempt | str:
+    async def begin_attempt(
+        self, run_id: str, checkpoint_id: str, job_id: str, *, fence: Fence | None = None
+    ) -> Attempt | str:
         """Marks the run running for one attempt; a string says why not (``missing``,
-        ``finished``, ``idle``: nothing to apply)."""
-        res = await self._call("begin_attempt", [run_id, checkpoint_id, job_id])
+        ``finished``, ``idle``: nothing to apply, ``fenced``: another holder has the
+        thread)."""
+        res = await self._fenced_call("begin_attempt", [run_id, checkpoint_id, job_id], fence)
         if res[0] != "ok":
             return str(res[0])
         return Attempt(
@@ -109,6 +119,7 @@ class Transitions:
         applied: list[str],
         *,
         job_id: str | None = None,
+        fence: Fence | None = None,
     ) -> list[str]:
         """Records the interrupts the graph stopped on; returns the ids of new records."""
         candidates = [
@@ -122,8 +133,8 @@ class Transitions:
             }
             for p in pending
         ]
-        res = await self._call(
-            "record_interrupts", [run.id, job_id or "", dumps(applied), dumps(candidates)]
+        res = await self._fenced_call(
+            "record_interrupts", [run.id, job_id or "", dumps(applied), dumps(candidates)], fence
         )
         return [str(i) for i in res[1:]] if res[0] == "ok" else []
 
@@ -136,18 +147,20 @@ class Transitions:
         error: Any = None,
         applied: list[str],
         job_id: str | None = None,
+        fence: Fence | None = None,
     ) -> bool:
         """Records the run's end and closes any interrupt still pending; False when the
-        run was cancelled meanwhile, or a later attempt owns it."""
+        run was cancelled meanwhile, or a later attempt (or lease holder) owns it."""
         fields: dict[str, str] = {}
         if output is not None:
             fields["output"] = dumps(output)
         if error is not None:
             fields["error"] = dumps(error)
         data = {"error": error} if error is not None else {"output": output}
-        res = await self._call(
+        res = await self._fenced_call(
             "record_finish",
             [run_id, job_id or "", status.value, dumps(applied), _flat(fields), dumps(data)],
+            fence,
         )
         return bool(res[0] == "ok")
 
@@ -257,7 +270,7 @@ class Transitions:
                     pipe.zrem(k.runs_due, run_id)
                 else:
                     pipe.zadd(k.runs_due, {run_id: now}, xx=True)
-                    pipe.exists(k.thread_lock(thread_id))
+                    pipe.exists(k.thread_lease(thread_id))
             replies = iter(await pipe.execute())
         out = []
         for run_id, thread_id in zip(due, threads, strict=True):
