@@ -8,6 +8,7 @@ script derives from a record (its indexes, its run) are built with the key build
 
 from __future__ import annotations
 
+from broker.core.store._lua_retention import RETENTION
 from broker.core.store._prelude import PRELUDE
 
 # create run. ARGV: 2 run id, 3 thread id, 4 agent id, 5 run fields (flat JSON list),
@@ -259,16 +260,26 @@ TRANSITIONS = {
     "resolve": RESOLVE,
     "expire": EXPIRE,
     "emit": EMIT,
+    **RETENTION,
 }
 
 
 def compile_script(
-    body: str, key_defs: str, *, maxlen_global: int, maxlen_run: int, audit_max: int
+    body: str,
+    key_defs: str,
+    *,
+    maxlen_global: int,
+    maxlen_run: int,
+    audit_max: int,
+    retention_ms: int = 0,
+    tombstone_ms: int = 0,
 ) -> str:
     """One transition's full source: key builders, caps, the prelude, then its body."""
     caps = (
         f"local MAXLEN_GLOBAL = {int(maxlen_global)}\n"
         f"local MAXLEN_RUN = {int(maxlen_run)}\n"
         f"local AUDIT_MAX = {int(audit_max)}\n"
+        f"local RETENTION_MS = {int(retention_ms)}\n"
+        f"local TOMBSTONE_MS = {int(tombstone_ms)}\n"
     )
     return f"{key_defs}\n{caps}{PRELUDE}\n{body}"

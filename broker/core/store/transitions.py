@@ -52,6 +52,8 @@ class Transitions:
                     maxlen_global=s.events_maxlen_global,
                     maxlen_run=s.events_maxlen_run,
                     audit_max=s.audit_max,
+                    retention_ms=s.retention_s * 1000,
+                    tombstone_ms=s.tombstone_s * 1000,
                 )
             )
             for name, body in TRANSITIONS.items()
