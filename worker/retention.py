@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from broker.core.codec import now_ms
 from broker.core.store import Store
 
 log = logging.getLogger("worker.retention")
@@ -31,6 +32,8 @@ async def sweep_once(store: Store, *, batch: int = BATCH, max_batches: int = MAX
             break
     if store.settings.retention_s:
         done += await store.backfill_step(batch)
+    # the checkpoint saver's thread registry holds each thread's expiry: drop the passed
+    await store.r.zremrangebyscore(store.keys.checkpoint_threads, "-inf", now_ms())
     return done
 
 
