@@ -10,18 +10,24 @@ end-to-end ones use real API and worker processes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import fakeredis
+import httpx
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from broker.api import visibility
 from broker.core import auth, errors
+from broker.core.keys import Keys
 from broker.core.records import RunStatus
 from broker.core.settings import Settings
 from broker.core.store import Attempt, Store
+from tests.flow import answer, next_interrupt, start, wait_status
+from tests.harness import Broker, wait_until
 from tests.stored import waiting
 from worker import retention
 
@@ -331,3 +337,115 @@ async def test_runs_that_ended_longer_ago_than_the_retention_go_at_once(
     assert await store.r.zscore(store.keys.runs, run_id) is None
     with pytest.raises(errors.RunRecordExpired):
         await store.run(run_id)
+
+
+# -- end to end: real API and worker processes ---------------------------------------
+
+RETAIN_S = 2
+
+
+@pytest.fixture(scope="module")
+def retaining(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    b = Broker(
+        redis_url,
+        f"ibt{uuid.uuid4().hex[:10]}",
+        tmp_path_factory.mktemp("retention"),
+        BROKER_RETENTION_S=str(RETAIN_S),
+        BROKER_CHECKPOINT_TTL_S=str(RETAIN_S),
+        BROKER_TOMBSTONE_S=str(HOUR_S),
+        BROKER_RETENTION_SWEEP_INTERVAL_S="0.2",
+    )
+    with b.serving():
+        yield b
+
+
+@pytest.fixture
+def api(retaining: Broker) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=retaining.url, timeout=30) as c:
+        yield c
+
+
+def _naming_run(api: httpx.Client) -> tuple[dict[str, Any], list[str]]:
+    """A naming run answered to the end; (the run as it ended, its interrupt ids)."""
+    run = start(api, "naming", {"messages": [{"role": "user", "content": "hi"}]})
+    first = next_interrupt(api, run["run_id"])
+    answer(api, first["id"], True)
+    second = next_interrupt(api, run["run_id"], after=first["id"])
+    answer(api, second["id"], "Ada")
+    done = wait_status(api, run["run_id"], "succeeded", "failed")
+    return done, [first["id"], second["id"]]
+
+
+def _untimed(redis_url: str, prefix: str, *needles: str) -> list[str]:
+    """Keys under ``prefix`` naming any of ``needles`` (ids) that have no TTL."""
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return [
+            k
+            for k in r.scan_iter(match=f"{prefix}:*", count=1000)
+            if any(n in k or n.replace(":", "%3A") in k for n in needles)
+            and r.pttl(k) == -1
+            # the indexes by thread: the sweep's part
+            and not k.startswith((f"{prefix}:runs:", f"{prefix}:interrupts:"))
+        ]
+    finally:
+        r.close()
+
+
+@pytest.mark.slow
+def test_a_finished_run_expires_and_then_reads_say_so(
+    api: httpx.Client, retaining: Broker, redis_url: str
+) -> None:
+    done, ids = _naming_run(api)
+    assert done["status"] == "succeeded", done
+    p = retaining.env["BROKER_KEY_PREFIX"]
+    # the run, its interrupts, their audit logs, its events and its thread's checkpoints
+    wait_until(
+        lambda: not _untimed(redis_url, p, done["run_id"], done["thread_id"], *ids),
+        "every key of the finished run to have a TTL",
+    )
+    wait_until(lambda: api.get(f"/runs/{done['run_id']}").status_code == 410, "the run to expire")
+    gone = api.get(f"/runs/{done['run_id']}")
+    assert gone.json()["error"]["code"] == "expired_record"
+    for path in (f"/interrupts/{ids[0]}", f"/interrupts/{ids[1]}/audit"):
+        r = api.get(path)
+        assert (r.status_code, r.json()["error"]["code"]) == (410, "expired_record"), r.text
+    late = api.post(f"/interrupts/{ids[0]}/resolve", json={"value": True})
+    assert (late.status_code, late.json()["error"]["code"]) == (410, "expired_record")
+    unknown = api.get(f"/runs/{uuid.uuid4()}")
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "run_not_found")
+    unknown = api.get(f"/interrupts/{uuid.uuid4()}")
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "interrupt_not_found")
+
+    # the worker's sweep drops the index entries: no listing names the run any more
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        k = Keys(p)
+        wait_until(
+            lambda: (
+                r.zscore(k.runs, done["run_id"]) is None
+                and r.zscore(k.interrupts_by_status("resolved"), ids[0]) is None
+            ),
+            "the sweep to forget the run",
+        )
+        assert r.zscore(k.runs_by_thread(done["thread_id"]), done["run_id"]) is None
+    finally:
+        r.close()
+
+
+@pytest.mark.slow
+def test_a_run_cancelled_over_the_api_gives_its_checkpoints_their_ttl(
+    api: httpx.Client, retaining: Broker, redis_url: str
+) -> None:
+    run = start(api, "naming", {"messages": [{"role": "user", "content": "hi"}]})
+    first = next_interrupt(api, run["run_id"])
+    p = retaining.env["BROKER_KEY_PREFIX"]
+    thread = run["thread_id"].replace(":", "%3A")
+    assert any(":cp:" in k for k in _untimed(redis_url, p, thread))  # pending: kept
+    r = api.post(f"/runs/{run['run_id']}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+    assert _untimed(redis_url, p, run["run_id"], thread, first["id"]) == []
+    wait_until(
+        lambda: api.get(f"/interrupts/{first['id']}").status_code == 410,
+        "the cancelled run's interrupt to expire",
+    )
