@@ -31,7 +31,9 @@ _LUA_KEYS: dict[str, tuple[str, int]] = {
     "k_rthread": ("runs_by_thread", 1),
     "k_thread_active": ("thread_active_run", 1),
     "k_run_events": ("run_events", 1),
+    "k_idem": ("idempotency", 2),
     "K_ENDED": ("ended_runs", 0),
+    "K_SCRATCH": ("retention_scratch", 0),
     "k_gone_run": ("run_tombstone", 1),
     "k_gone_interrupt": ("interrupt_tombstone", 1),
 }
@@ -171,6 +173,11 @@ class Keys:
     def retention_scan(self) -> str:
         """Hash: ended-run status -> seq where the backfill of pre-retention runs resumes."""
         return f"{self.prefix}:retention:scan"
+
+    @property
+    def retention_scratch(self) -> str:
+        """Where the sweep rebuilds an index that shrank (it exists only inside the script)."""
+        return f"{self.prefix}:retention:scratch"
 
     @property
     def retention_lock(self) -> str:

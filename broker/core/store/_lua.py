@@ -165,8 +165,9 @@ return {'ok', run.job_id or ''}
 # resolve. KEYS: 1 idempotency key, 2 single-use nonce key. ARGV: 2 interrupt id,
 # 3 resolution, 4 event data, 5 response to keep for a retry, 6 idempotency payload
 # digest ('' when no key), 7 idempotency ttl ms, 8 audit entry, 9 nonce ('' when none),
-# 10 nonce ttl ms. Touches: the interrupt and its indexes, its run, seq, deadlines,
-# interrupts version, runs due, events, audit.
+# 10 nonce ttl ms, 11 idempotency key digest ('' when none; kept on the interrupt, so the
+# key expires with it once its run ends). Touches: the interrupt and its indexes, its
+# run, seq, deadlines, interrupts version, runs due, events, audit.
 RESOLVE = """
 local iid = ARGV[2]
 if ARGV[6] ~= '' then
@@ -192,7 +193,10 @@ redis.call('INCR', K_IVERSION)
 redis.call('ZADD', K_RUNS_DUE, 'NX', NOW, h.run_id)
 redis.call('ZREM', K_DEADLINES, iid)
 emit({id = h.run_id, thread_id = h.thread_id, agent_id = h.agent_id}, 'interrupt.resolved', ARGV[4])
-if ARGV[6] ~= '' then redis.call('SET', KEYS[1], ARGV[5], 'PX', ARGV[7]) end
+if ARGV[6] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[5], 'PX', ARGV[7])
+  redis.call('HSET', k_interrupt(iid), 'idem_key', ARGV[11])
+end
 if ARGV[9] ~= '' then redis.call('SET', KEYS[2], iid, 'PX', ARGV[10]) end
 audit(iid, ARGV[8])
 return {'ok'}

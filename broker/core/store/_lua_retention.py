@@ -9,29 +9,47 @@ from __future__ import annotations
 # sweep. ARGV: 2 batch. Forgets up to ``batch`` ended runs whose records are due to have
 # expired: drops their index entries (runs overall, by status, agent and thread; each
 # interrupt by status, agent, thread and type), deletes what is left of their records
-# (the TTL has fired, or fires now), and leaves the tombstones. Returns how many.
+# (the TTL has fired, or fires now), and leaves the tombstones. An index that shrank to
+# a few entries is rebuilt, so it takes the compact encoding again (Redis keeps a sorted
+# set it converted to a skiplist as one). Returns how many runs it forgot.
 # Touches: ended runs, the run and interrupt indexes, the records, deadlines, runs due.
 SWEEP = """
 local due = redis.call('ZRANGEBYSCORE', K_ENDED, '-inf', NOW, 'LIMIT', 0, tonumber(ARGV[2]))
+local touched = {}
+local function drop(key, member)
+  redis.call('ZREM', key, member)
+  touched[key] = true
+end
 for _, member in ipairs(due) do
   local e = cjson.decode(member)
   local run_id, agent_id, thread_id, status = e[1], e[2], e[3], e[4]
   for _, key in ipairs({K_RUNS, k_rstatus(status), k_ragent(agent_id), k_rthread(thread_id)}) do
-    redis.call('ZREM', key, run_id)
+    drop(key, run_id)
   end
   for _, it in ipairs(e[5]) do
     local h = {id = it[1], agent_id = agent_id, thread_id = thread_id, type = it[3]}
-    for _, key in ipairs(interrupt_indexes(it[2], h)) do redis.call('ZREM', key, it[1]) end
+    for _, key in ipairs(interrupt_indexes(it[2], h)) do drop(key, it[1]) end
     redis.call('ZREM', K_DEADLINES, it[1])
     redis.call('DEL', k_interrupt(it[1]), k_audit(it[1]))
+    if it[4] and it[4] ~= '' then redis.call('DEL', k_idem(it[1], it[4])) end
   end
   redis.call('DEL', k_run(run_id), k_run_interrupts(run_id), k_run_events(run_id),
     k_run_open(run_id))
   redis.call('ZREM', K_RUNS_DUE, run_id)
   redis.call('ZREM', K_ENDED, member)
 end
+for key in pairs(touched) do
+  local n = redis.call('ZCARD', key)
+  if n > 0 and n <= COMPACT_MAX and redis.pcall('OBJECT', 'ENCODING', key) == 'skiplist' then
+    redis.call('ZRANGESTORE', K_SCRATCH, key, 0, -1)
+    redis.call('RENAME', K_SCRATCH, key)
+  end
+end
 return #due
 """
+
+# Redis's default zset-max-listpack-entries: a sorted set this small can be compact.
+COMPACT_MAX = 128
 
 # backfill. ARGV: 2 status, 3 after (seq), 4 batch. Gives the retention of ``retain``
 # to runs of that ended status, seq after ``after``, whose records have no TTL (they
@@ -73,4 +91,8 @@ if ttl > 0 then redis.call('PEXPIRE', k_audit(ARGV[2]), ttl) end
 return 1
 """
 
-RETENTION = {"sweep": SWEEP, "backfill": BACKFILL, "audit": AUDIT}
+RETENTION = {
+    "sweep": SWEEP.replace("COMPACT_MAX", str(COMPACT_MAX)),
+    "backfill": BACKFILL,
+    "audit": AUDIT,
+}

@@ -111,23 +111,29 @@ local function mark_applied(run_id, ids)
   end
 end
 
--- retain: an ended run's records (the run, its interrupts, their audit logs, its event
--- stream) expire RETENTION_MS after ``ended`` (ms), and a tombstone holding the agent id
--- outlives each by TOMBSTONE_MS, so a read can tell an expired record from an unknown
--- id. The ended set keeps, scored by the expiry, what the sweep needs to drop the
--- index entries then: the run's agent, thread and status, and each interrupt's id,
--- status and type (they change no more once the run has ended).
+-- retain: an ended run's records (the run, its interrupts, their audit logs and
+-- idempotency keys, its event stream) expire RETENTION_MS after ``ended`` (ms), and a
+-- tombstone holding the agent id outlives each by TOMBSTONE_MS, so a read can tell an
+-- expired record from an unknown id. The ended set keeps, scored by the expiry, what
+-- the sweep needs to drop the index entries then: the run's agent, thread and status,
+-- and each interrupt's id, status, type and idempotency key (they change no more once
+-- the run has ended).
 local function retain(run, ended)
   if RETENTION_MS <= 0 then return end
   local ttl = math.max(ended + RETENTION_MS - tonumber(NOW), 1)
   local tomb = ttl + TOMBSTONE_MS
   local items = {}
   for _, iid in ipairs(redis.call('ZRANGE', k_run_interrupts(run.id), 0, -1)) do
-    local st = redis.call('HMGET', k_interrupt(iid), 'status', 'type')
+    local st = redis.call('HMGET', k_interrupt(iid), 'status', 'type', 'idem_key')
     redis.call('PEXPIRE', k_interrupt(iid), ttl)
     redis.call('PEXPIRE', k_audit(iid), ttl)
+    if st[3] then
+      -- the winning answer's idempotency key: never kept past its interrupt
+      local left = redis.call('PTTL', k_idem(iid, st[3]))
+      if left == -1 or left > ttl then redis.call('PEXPIRE', k_idem(iid, st[3]), ttl) end
+    end
     if TOMBSTONE_MS > 0 then redis.call('SET', k_gone_interrupt(iid), run.agent_id, 'PX', tomb) end
-    table.insert(items, {iid, st[1] or '', st[2] or ''})
+    table.insert(items, {iid, st[1] or '', st[2] or '', st[3] or ''})
   end
   for _, key in ipairs({k_run(run.id), k_run_interrupts(run.id), k_run_events(run.id)}) do
     redis.call('PEXPIRE', key, ttl)

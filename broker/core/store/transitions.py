@@ -194,6 +194,7 @@ class Transitions:
                 dumps(audit_entry),
                 single_use[0] if single_use else "",
                 max(single_use[1], 1000) if single_use else 0,
+                idempotency[0] if idempotency else "",
             ],
             keys=[idem_key, nonce_key],
         )
