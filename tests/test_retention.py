@@ -1,10 +1,11 @@
-"""Retention (docs/design.md, "Retention"): the step that ends a run gives everything the
-run owns a TTL; pending work never gets one; the sweep drops what expired runs leave in
-the indexes and backfills runs that ended before retention; reads of expired records say
-so (410 ``expired_record``), unknown ids stay 404.
+"""Retention (docs/design.md, "Retention"; invariant 9): the step that ends a run gives
+everything the run owns a TTL; pending work never gets one; the sweep drops what expired
+runs leave in the indexes and backfills runs that ended before retention; reads of expired
+records say so (410 ``expired_record``), unknown ids stay 404; and a soak of 5,000 runs
+leaves memory where the pending work alone had it.
 
 Store-level tests run on real Redis and on fakeredis, as tests/test_store.py does; the
-end-to-end ones use real API and worker processes.
+end-to-end ones use real API and worker processes, the soak a redis-server of its own.
 """
 
 from __future__ import annotations

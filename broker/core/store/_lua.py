@@ -136,7 +136,8 @@ return out
 # record finish. ARGV: 2 run id, 3 job id, 4 status (succeeded or failed), 5 applied ids
 # (JSON), 6 run fields (flat JSON list: output or error), 7 event data.
 # Touches: run, runs by status, thread active, run open, open interrupts and their
-# indexes, deadlines, interrupts version, runs due, events.
+# indexes, deadlines, interrupts version, runs due, events; and (retain) the TTL of the
+# run's records, their tombstones, ended runs.
 RECORD_FINISH = """
 local run = hgetall(k_run(ARGV[2]))
 if not owns(run, ARGV[3]) then return {'not_owner'} end
