@@ -348,6 +348,22 @@ async def test_runs_that_ended_longer_ago_than_the_retention_go_at_once(
         await store.run(run_id)
 
 
+async def test_the_retention_keys_in_scripts_are_named_as_the_key_module_does(
+    client: aioredis.Redis, settings: Settings
+) -> None:
+    k = _store(client, settings).keys
+    lua = k.lua() + (
+        "\nreturn {K_ENDED, K_SCRATCH, k_gone_run('r:1'), k_gone_interrupt('i'), k_idem('i', 'd')}"
+    )
+    assert await client.eval(lua, 0) == [
+        k.ended_runs,
+        k.retention_scratch,
+        k.run_tombstone("r:1"),
+        k.interrupt_tombstone("i"),
+        k.idempotency("i", "d"),
+    ]
+
+
 # -- end to end: real API and worker processes ---------------------------------------
 
 RETAIN_S = 2
