@@ -114,7 +114,7 @@ def finish(api: httpx.Client, run: dict[str, Any]) -> None:
 def settle(r: redis.Redis, prefix: str, runs: list[dict[str, Any]], want: int) -> None:
     """Waits until ``want`` keys of the runs are left (SCAN also expires what is due)."""
     try:
-        wait_until(lambda: len(owned(r, prefix, runs)) == want, f"{want} keys", deadline_s=60)
+        wait_until(lambda: len(owned(r, prefix, runs)) == want, f"{want} keys", deadline_s=300)
     except AssertionError:
         left = owned(r, prefix, runs)
         raise AssertionError(f"{len(left)} keys left: {sorted(left)[:20]}") from None
