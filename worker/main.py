@@ -28,7 +28,7 @@ from broker.core.keys import Keys
 from broker.core.saver import RedisCheckpointSaver
 from broker.core.settings import Settings, get_settings
 from broker.core.store import Store
-from worker import deadlines, deliveries, reconciler
+from worker import deadlines, deliveries, reconciler, retention
 from worker._arq import BrokerWorker
 from worker.liveness import Heartbeat
 from worker.locks import LockBusy, LockLost
@@ -95,6 +95,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         asyncio.create_task(heartbeat.loop()),
         asyncio.create_task(reconciler.loop(store, ctx["redis"], heartbeat)),
         asyncio.create_task(deadlines.loop(store, ctx["redis"], ctx["worker_id"])),
+        asyncio.create_task(retention.loop(store, ctx["worker_id"])),
         asyncio.create_task(
             deliveries.dispatch_loop(store, ctx["redis"], ctx["worker_id"], webhook_config)
         ),

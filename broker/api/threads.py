@@ -11,6 +11,7 @@ class ThreadStates:
     """The registered graphs, each with the broker's checkpoint saver attached."""
 
     def __init__(self, graphs: dict[str, Any], saver: Any) -> None:
+        self.saver = saver
         self.graphs = {aid: g.copy(update={"checkpointer": saver}) for aid, g in graphs.items()}
 
     async def snapshot(self, agent_id: str, thread_id: str) -> StateSnapshot | None:

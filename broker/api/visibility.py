@@ -1,7 +1,8 @@
 """What an API key may see: a key limited to some agents finds nothing of the others.
 
 Their runs, interrupts and threads answer 404, exactly as ids that do not exist, so a
-limited key learns nothing about them. Every route that takes a run id, an interrupt id
+limited key learns nothing about them; that holds for expired ones too (410 only to a
+key that could have seen the record). Every route that takes a run id, an interrupt id
 or a thread id checks it here before it reads or writes anything else.
 """
 
@@ -14,7 +15,12 @@ from broker.core.store import Store
 
 async def run(store: Store, principal: auth.Principal, run_id: str) -> RunRecord:
     """The run, or RunNotFound for a run of an agent the key may not see."""
-    h = await store.run(run_id)
+    try:
+        h = await store.run(run_id)
+    except errors.RunRecordExpired as exc:
+        if not principal.sees(exc.agent_id):
+            raise errors.RunNotFound(f"no run with id {run_id!r}") from None
+        raise
     if not principal.sees(h.agent_id):
         raise errors.RunNotFound(f"no run with id {run_id!r}")
     return h
@@ -22,7 +28,12 @@ async def run(store: Store, principal: auth.Principal, run_id: str) -> RunRecord
 
 async def interrupt(store: Store, principal: auth.Principal, interrupt_id: str) -> InterruptRecord:
     """The interrupt, or InterruptNotFound for one the key may not see."""
-    h = await store.interrupt(interrupt_id)
+    try:
+        h = await store.interrupt(interrupt_id)
+    except errors.InterruptRecordExpired as exc:
+        if not principal.sees(exc.agent_id):
+            raise errors.InterruptNotFound(f"no interrupt with id {interrupt_id!r}") from None
+        raise
     if not principal.sees(h.agent_id):
         raise errors.InterruptNotFound(f"no interrupt with id {interrupt_id!r}")
     return h

@@ -4,8 +4,8 @@ One capped Redis list per interrupt (``BROKER_AUDIT_MAX`` newest entries). The e
 the step that decides the interrupt (its accepted answer, or its deadline) is written by
 the resolve (or expire) script in the same step as the resolution, and kept under a key
 of its own too, so no number of refusals after it trims it away; a refusal's entry is
-written when the refusal is decided. Entries hold a hash of the payload, not the
-payload, so the log can be kept longer than the answers themselves need to be.
+written when the refusal is decided (``Store.append_audit``). The log, and the deciding
+entry, expire with the interrupt. Entries hold a hash of the payload, not the payload.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from broker.core.codec import dumps, iso, loads, now_ms
+from broker.core.codec import iso, loads, now_ms
 from broker.core.keys import Keys
 
 ACCEPTED = "accepted"
@@ -45,17 +45,6 @@ def entry(
         "outcome": outcome,
         "payload_sha256": payload_digest,
     }
-
-
-async def record(
-    r: aioredis.Redis, keys: Keys, interrupt_id: str, item: dict[str, Any], maxlen: int
-) -> None:
-    """Appends one entry; the log keeps its newest ``maxlen`` entries."""
-    key = keys.audit(interrupt_id)
-    async with r.pipeline(transaction=True) as pipe:
-        pipe.rpush(key, dumps(item))
-        pipe.ltrim(key, -maxlen, -1)
-        await pipe.execute()
 
 
 async def read(r: aioredis.Redis, keys: Keys, interrupt_id: str) -> list[dict[str, Any]]:

@@ -91,12 +91,17 @@ async def answer_many(
     return accepted
 
 
-async def cancel(store: Store, queue: ArqRedis, run_id: str) -> dict[str, Any]:
+async def cancel(store: Store, queue: ArqRedis, run_id: str, saver: Any = None) -> dict[str, Any]:
     """Cancels an unfinished run, closes its pending interrupts, and stops the attempt
-    executing it; returns the run."""
+    executing it; returns the run. With the checkpoint ``saver``, the thread's
+    checkpoints get the retention of a finished thread, as a worker gives them."""
     job_id = await store.stop_run(run_id, RunStatus.CANCELLED)
     await abort_job(queue, job_id)
-    return await store.get_run(run_id)
+    run = await store.get_run(run_id)
+    ttl = store.settings.checkpoint_ttl_s
+    if saver is not None and ttl:
+        await saver.aexpire_thread(run["thread_id"], ttl)
+    return run
 
 
 async def refuse(
@@ -125,7 +130,7 @@ async def refuse(
         outcome=outcome,
         payload_digest=payload_digest,
     )
-    await audit.record(store.r, store.keys, interrupt_id, item, store.settings.audit_max)
+    await store.append_audit(interrupt_id, item)
 
 
 async def expire(store: Store, queue: ArqRedis, interrupt_id: str, now: int) -> bool:
@@ -243,7 +248,7 @@ async def _audit_refusal(
         outcome=outcome,
         payload_digest=audit.payload_sha256(value),
     )
-    await audit.record(store.r, store.keys, interrupt_id, item, store.settings.audit_max)
+    await store.append_audit(interrupt_id, item)
 
 
 async def _resolve(
@@ -290,7 +295,7 @@ async def _resolve(
         )
         if res[0] == "idempotent" and loads(res[1])["digest"] == (idempotency or ("", ""))[1]:
             replay = {**attempt, "at": iso(now_ms()), "outcome": "replayed"}
-            await audit.record(store.r, store.keys, h.id, replay, store.settings.audit_max)
+            await store.append_audit(h.id, replay)
         return _outcome(h.id, res, idempotency[1] if idempotency else "", response)
     except errors.BrokerError as exc:
         await _audit_refusal(store, h.id, value, resolved_by, channel, who, exc.code)

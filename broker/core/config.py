@@ -46,4 +46,13 @@ def check(settings: Settings, process: Process) -> Checked:
             "action links point at %s; set BROKER_PUBLIC_URL to where people reach the API",
             settings.public_url,
         )
+    if settings.retention_s and not 0 < settings.checkpoint_ttl_s <= settings.retention_s:
+        log.warning(
+            "BROKER_RETENTION_S (%d) is shorter than the checkpoints' retention "
+            "(BROKER_CHECKPOINT_TTL_S=%d, 0 keeps them): a thread's checkpoints outlive "
+            "its runs, and a key limited to some agents is then no longer kept from "
+            "starting runs on another agent's thread",
+            settings.retention_s,
+            settings.checkpoint_ttl_s,
+        )
     return Checked(keyring, subscriptions, link_key)

@@ -75,6 +75,28 @@ class InterruptNotFound(BrokerError):
     code = "interrupt_not_found"
 
 
+class RunRecordExpired(RunNotFound):
+    """The run existed; it ended and its record expired after the retention period."""
+
+    status_code = 410
+    code = "expired_record"
+
+    def __init__(self, message: str, *, agent_id: str) -> None:
+        super().__init__(message)
+        self.agent_id = agent_id  # for visibility checks, never in the body
+
+
+class InterruptRecordExpired(InterruptNotFound):
+    """The interrupt existed; its run ended and its record expired after retention."""
+
+    status_code = 410
+    code = "expired_record"
+
+    def __init__(self, message: str, *, agent_id: str) -> None:
+        super().__init__(message)
+        self.agent_id = agent_id
+
+
 class AlreadyResolved(BrokerError):
     status_code = 409
     code = "already_resolved"

@@ -32,6 +32,11 @@ _LUA_KEYS: dict[str, tuple[str, int]] = {
     "k_rthread": ("runs_by_thread", 1),
     "k_thread_active": ("thread_active_run", 1),
     "k_run_events": ("run_events", 1),
+    "k_idem": ("idempotency", 2),
+    "K_ENDED": ("ended_runs", 0),
+    "K_SCRATCH": ("retention_scratch", 0),
+    "k_gone_run": ("run_tombstone", 1),
+    "k_gone_interrupt": ("interrupt_tombstone", 1),
 }
 _MARK = re.compile("\x00(\\d)\x00")
 
@@ -168,6 +173,36 @@ class Keys:
     def reconciler_lock(self) -> str:
         """Held by the one worker running the reconciler pass at a time."""
         return f"{self.prefix}:lock:reconciler"
+
+    # -- retention -----------------------------------------------------------------
+    @property
+    def ended_runs(self) -> str:
+        """Sorted set of ended runs scored by when their records expire (ms); each member
+        is the JSON of the index entries the retention sweep drops then."""
+        return f"{self.prefix}:retention:ended"
+
+    def run_tombstone(self, run_id: str) -> str:
+        """Left by an ended run (value: its agent) to outlive its records: reads say 410."""
+        return f"{self.prefix}:gone:run:{run_id}"
+
+    def interrupt_tombstone(self, interrupt_id: str) -> str:
+        """As run_tombstone, for each interrupt of an ended run."""
+        return f"{self.prefix}:gone:interrupt:{interrupt_id}"
+
+    @property
+    def retention_scan(self) -> str:
+        """Hash: ended-run status -> seq where the backfill of pre-retention runs resumes."""
+        return f"{self.prefix}:retention:scan"
+
+    @property
+    def retention_scratch(self) -> str:
+        """Where the sweep rebuilds an index that shrank (it exists only inside the script)."""
+        return f"{self.prefix}:retention:scratch"
+
+    @property
+    def retention_lock(self) -> str:
+        """Held by the one worker running the retention sweep at a time."""
+        return f"{self.prefix}:lock:retention"
 
     # -- events -------------------------------------------------------------------
     @property

@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     # Checkpoints of finished threads expire after this many seconds (0 keeps them).
     checkpoint_ttl_s: Annotated[int, Field(ge=0)] = 7 * 24 * 3600
 
+    # Retention: an ended run, its interrupts, their audit logs and its event stream
+    # expire this long after the run ends (0 keeps them). A tombstone then says for
+    # tombstone_s more that the record existed (reads answer 410, not 404).
+    retention_s: Annotated[int, Field(ge=0)] = 7 * 24 * 3600
+    tombstone_s: Annotated[int, Field(ge=0)] = 30 * 24 * 3600
+    retention_sweep_interval_s: Positive = 60.0
+    """How often a worker drops index entries of expired runs and backfills old ones."""
+
     # Worker.
     worker_max_jobs: PositiveInt = 10
     job_timeout_s: PositiveInt = 300

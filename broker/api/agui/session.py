@@ -217,7 +217,7 @@ class AguiSession:
         cursor = await last_id(self.store.r, self._stream(active.id))
         if any(status == "cancelled" for _, status, _ in chosen):
             # an abandoned question ends the run: the graph cannot continue without it
-            await channel.cancel(self.store, self.queue, active.id)
+            await channel.cancel(self.store, self.queue, active.id, self.threads.saver)
             return active, cursor
         await channel.answer_many(
             self.store,

@@ -84,8 +84,8 @@ async def get_run(run_id: str, store: StoreDep, principal: Reader) -> dict[str, 
 
 @router.post("/{run_id}/cancel")
 async def cancel_run(
-    run_id: str, store: StoreDep, queue: QueueDep, principal: RunWriter
+    run_id: str, request: Request, store: StoreDep, queue: QueueDep, principal: RunWriter
 ) -> dict[str, Any]:
     """Stops a queued, running or interrupted run; its pending interrupts close."""
     await visibility.run(store, principal, run_id)
-    return await channel.cancel(store, queue, run_id)
+    return await channel.cancel(store, queue, run_id, request.app.state.threads.saver)

@@ -39,6 +39,11 @@ expire, never calls of their own. An unfinished run is queued, running or interr
 Begin attempt, record interrupts and record finish take the attempt's job id and its
 lease fence (broker/core/fence.py): an attempt that a later one, or another lease
 holder, has taken over writes nothing.
+
+Retention: the step that ends a run (record finish, cancel, expire) also gives the run,
+its interrupts, their audit logs and its event stream a TTL (``BROKER_RETENTION_S``) and
+leaves tombstones that outlive them; unfinished runs and their interrupts never get one.
+A sweep drops the index entries of expired runs (broker/core/store/retention.py).
 """
 
 from __future__ import annotations
@@ -48,12 +53,13 @@ import redis.asyncio as aioredis
 from broker.core.keys import Keys
 from broker.core.settings import Settings
 from broker.core.store.reads import Page, Reads, decode_cursor, encode_cursor
+from broker.core.store.retention import Retention
 from broker.core.store.transitions import Attempt, Transitions
 
 __all__ = ["Attempt", "Page", "Store", "decode_cursor", "encode_cursor"]
 
 
-class Store(Reads, Transitions):
+class Store(Reads, Transitions, Retention):
     """Runs, interrupts and their events, on Redis."""
 
     def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:

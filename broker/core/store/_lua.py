@@ -8,6 +8,7 @@ script derives from a record (its indexes, its run) are built with the key build
 
 from __future__ import annotations
 
+from broker.core.store._lua_retention import RETENTION
 from broker.core.store._prelude import PRELUDE
 
 # create run. ARGV: 2 run id, 3 thread id, 4 agent id, 5 run fields (flat JSON list),
@@ -140,7 +141,8 @@ return out
 # (JSON), 6 run fields (flat JSON list: output or error), 7 event data, 8 lease token
 # (with the fence key as KEYS[1]; both optional).
 # Touches: run, runs by status, thread active, run open, open interrupts and their
-# indexes, deadlines, interrupts version, runs due, events.
+# indexes, deadlines, interrupts version, runs due, events; and (retain) the TTL of the
+# run's records, their tombstones, ended runs.
 RECORD_FINISH = """
 local run = hgetall(k_run(ARGV[2]))
 if fenced() or not owns(run, ARGV[3]) then return {'not_owner'} end
@@ -169,8 +171,9 @@ return {'ok', run.job_id or ''}
 # resolve. KEYS: 1 idempotency key, 2 single-use nonce key. ARGV: 2 interrupt id,
 # 3 resolution, 4 event data, 5 response to keep for a retry, 6 idempotency payload
 # digest ('' when no key), 7 idempotency ttl ms, 8 audit entry, 9 nonce ('' when none),
-# 10 nonce ttl ms. Touches: the interrupt and its indexes, its run, seq, deadlines,
-# interrupts version, runs due, events, audit, audit decision.
+# 10 nonce ttl ms, 11 idempotency key digest ('' when none; kept on the interrupt, so the
+# key expires with it once its run ends). Touches: the interrupt and its indexes, its
+# run, seq, deadlines, interrupts version, runs due, events, audit, audit decision.
 RESOLVE = """
 local iid = ARGV[2]
 if ARGV[6] ~= '' then
@@ -196,7 +199,10 @@ redis.call('INCR', K_IVERSION)
 redis.call('ZADD', K_RUNS_DUE, 'NX', NOW, h.run_id)
 redis.call('ZREM', K_DEADLINES, iid)
 emit({id = h.run_id, thread_id = h.thread_id, agent_id = h.agent_id}, 'interrupt.resolved', ARGV[4])
-if ARGV[6] ~= '' then redis.call('SET', KEYS[1], ARGV[5], 'PX', ARGV[7]) end
+if ARGV[6] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[5], 'PX', ARGV[7])
+  redis.call('HSET', k_interrupt(iid), 'idem_key', ARGV[11])
+end
 if ARGV[9] ~= '' then redis.call('SET', KEYS[2], iid, 'PX', ARGV[10]) end
 audit_decision(iid, ARGV[8])
 return {'ok'}
@@ -264,16 +270,26 @@ TRANSITIONS = {
     "resolve": RESOLVE,
     "expire": EXPIRE,
     "emit": EMIT,
+    **RETENTION,
 }
 
 
 def compile_script(
-    body: str, key_defs: str, *, maxlen_global: int, maxlen_run: int, audit_max: int
+    body: str,
+    key_defs: str,
+    *,
+    maxlen_global: int,
+    maxlen_run: int,
+    audit_max: int,
+    retention_ms: int = 0,
+    tombstone_ms: int = 0,
 ) -> str:
     """One transition's full source: key builders, caps, the prelude, then its body."""
     caps = (
         f"local MAXLEN_GLOBAL = {int(maxlen_global)}\n"
         f"local MAXLEN_RUN = {int(maxlen_run)}\n"
         f"local AUDIT_MAX = {int(audit_max)}\n"
+        f"local RETENTION_MS = {int(retention_ms)}\n"
+        f"local TOMBSTONE_MS = {int(tombstone_ms)}\n"
     )
     return f"{key_defs}\n{caps}{PRELUDE}\n{body}"

@@ -1,5 +1,5 @@
 """The Lua every transition script shares: records, indexes, events and the steps
-(close, mark applied, end run) that several transitions take."""
+(close, mark applied, end run, retain) that several transitions take."""
 
 from __future__ import annotations
 
@@ -37,11 +37,16 @@ local function emit(run, etype, data)
   return eid
 end
 
+-- appends an entry to the interrupt's capped audit log
+local function audit(iid, entry)
+  redis.call('RPUSH', k_audit(iid), entry)
+  redis.call('LTRIM', k_audit(iid), -AUDIT_MAX, -1)
+end
+
 -- the entry of the step that decides the interrupt (resolve, expire): appended to the
 -- capped log, and kept apart as well, so no number of refusals after it trims it away
 local function audit_decision(iid, entry)
-  redis.call('RPUSH', k_audit(iid), entry)
-  redis.call('LTRIM', k_audit(iid), -AUDIT_MAX, -1)
+  audit(iid, entry)
   redis.call('SET', k_audit_decision(iid), entry)
 end
 
@@ -121,6 +126,39 @@ local function mark_applied(run_id, ids)
   end
 end
 
+-- retain: an ended run's records (the run, its interrupts, their audit logs and
+-- idempotency keys, its event stream) expire RETENTION_MS after ``ended`` (ms), and a
+-- tombstone holding the agent id outlives each by TOMBSTONE_MS, so a read can tell an
+-- expired record from an unknown id. The ended set keeps, scored by the expiry, what
+-- the sweep needs to drop the index entries then: the run's agent, thread and status,
+-- and each interrupt's id, status, type and idempotency key (they change no more once
+-- the run has ended).
+local function retain(run, ended)
+  if RETENTION_MS <= 0 then return end
+  local ttl = math.max(ended + RETENTION_MS - tonumber(NOW), 1)
+  local tomb = ttl + TOMBSTONE_MS
+  local items = {}
+  for _, iid in ipairs(redis.call('ZRANGE', k_run_interrupts(run.id), 0, -1)) do
+    local st = redis.call('HMGET', k_interrupt(iid), 'status', 'type', 'idem_key')
+    redis.call('PEXPIRE', k_interrupt(iid), ttl)
+    redis.call('PEXPIRE', k_audit(iid), ttl)
+    redis.call('PEXPIRE', k_audit_decision(iid), ttl)
+    if st[3] then
+      -- the winning answer's idempotency key: never kept past its interrupt
+      local left = redis.call('PTTL', k_idem(iid, st[3]))
+      if left == -1 or left > ttl then redis.call('PEXPIRE', k_idem(iid, st[3]), ttl) end
+    end
+    if TOMBSTONE_MS > 0 then redis.call('SET', k_gone_interrupt(iid), run.agent_id, 'PX', tomb) end
+    table.insert(items, {iid, st[1] or '', st[2] or '', st[3] or ''})
+  end
+  for _, key in ipairs({k_run(run.id), k_run_interrupts(run.id), k_run_events(run.id)}) do
+    redis.call('PEXPIRE', key, ttl)
+  end
+  if TOMBSTONE_MS > 0 then redis.call('SET', k_gone_run(run.id), run.agent_id, 'PX', tomb) end
+  redis.call('ZADD', K_ENDED, tonumber(NOW) + ttl, cjson.encode({run.id, run.agent_id,
+    run.thread_id, run.status, items}))
+end
+
 -- Ends an unfinished run: its pending interrupts close first, so a client reading the
 -- run's stream sees them close before the run ends.
 local function end_run(run, status, fields, data)
@@ -134,5 +172,6 @@ local function end_run(run, status, fields, data)
   if closed then redis.call('INCR', K_IVERSION) end
   set_run_status(run, status, fields)
   emit(run, 'run.' .. status, data)
+  retain(run, tonumber(NOW))
 end
 """

@@ -80,6 +80,14 @@ class Reads:
         # an id of another shape names no run, and could name another key
         h: dict[str, str] = await self.r.hgetall(self.keys.run(run_id)) if is_id(run_id) else {}
         if not h:
+            # only a miss pays for the tombstone read
+            agent = await self.r.get(self.keys.run_tombstone(run_id))
+            if agent is not None:
+                raise errors.RunRecordExpired(
+                    f"run {run_id!r} ended and its record expired after the retention "
+                    "period (BROKER_RETENTION_S)",
+                    agent_id=agent,
+                )
             raise errors.RunNotFound(f"no run with id {run_id!r}")
         return RunRecord.from_hash(h)
 
@@ -88,6 +96,13 @@ class Reads:
             await self.r.hgetall(self.keys.interrupt(interrupt_id)) if is_id(interrupt_id) else {}
         )
         if not h:
+            agent = await self.r.get(self.keys.interrupt_tombstone(interrupt_id))
+            if agent is not None:
+                raise errors.InterruptRecordExpired(
+                    f"interrupt {interrupt_id!r} belonged to a run that ended, and its "
+                    "record expired after the retention period (BROKER_RETENTION_S)",
+                    agent_id=agent,
+                )
             raise errors.InterruptNotFound(f"no interrupt with id {interrupt_id!r}")
         return InterruptRecord.from_hash(h)
 

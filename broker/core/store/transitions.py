@@ -54,6 +54,8 @@ class Transitions:
                     maxlen_global=s.events_maxlen_global,
                     maxlen_run=s.events_maxlen_run,
                     audit_max=s.audit_max,
+                    retention_ms=s.retention_s * 1000,
+                    tombstone_ms=s.tombstone_s * 1000,
                 )
             )
             for name, body in TRANSITIONS.items()
@@ -209,6 +211,7 @@ class Transitions:
                 dumps(audit_entry),
                 single_use[0] if single_use else "",
                 max(single_use[1], 1000) if single_use else 0,
+                idempotency[0] if idempotency else "",
             ],
             keys=[idem_key, nonce_key],
         )
