@@ -130,6 +130,8 @@ async def test_the_step_that_ends_a_run_gives_everything_it_owns_a_ttl(
         k.run_events(run_id),
         *(k.interrupt(i) for i in ids),
         *(k.audit(i) for i in ids),
+        # the entry that decided the answered interrupt, kept apart from its log
+        k.audit_decision(ids[0]),
         k.run_tombstone(run_id),
         *(k.interrupt_tombstone(i) for i in ids),
     }
