@@ -32,6 +32,7 @@ pytestmark = pytest.mark.slow
 KEY = "k-fuzz-" + uuid.uuid4().hex
 SEED = 20261207
 EXAMPLES = 25
+STATEFUL_EXAMPLES = 20
 # A stream of a run that has not ended follows it live: stop reading after a few events
 # (the run endpoints' SSE and the AG-UI stream) so a request ends.
 STREAM_EVENTS = 5
@@ -107,3 +108,21 @@ def test_the_fuzzed_document_is_the_served_one(fuzzed: Broker) -> None:
 @settings(deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_every_operation_conforms(case: Any, fuzzed: Broker) -> None:
     case.call_and_validate(base_url=fuzzed.url)
+
+
+def test_sequences_of_calls_conform(fuzzed: Broker) -> None:
+    """Stateful: responses feed later requests through the links schemathesis infers."""
+
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"base_url": fuzzed.url}
+
+    Workflow.run(
+        settings=settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=10,
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
+    )

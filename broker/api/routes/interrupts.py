@@ -30,7 +30,9 @@ ETAG = {"ETag": {"description": "Send it back as If-None-Match.", "schema": {"ty
 class Resolve(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    value: Any = Field(description="The answer; the graph's interrupt() returns it.")
+    value: Any = Field(
+        description="The answer; the graph's interrupt() returns it.", examples=[True]
+    )
     resolved_by: str | None = Field(default=None, max_length=200)
 
 

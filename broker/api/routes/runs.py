@@ -21,8 +21,10 @@ ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,200}$"
 class StartRun(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    agent_id: str = Field(min_length=1, max_length=200)
-    input: Any = Field(default_factory=dict)
+    agent_id: str = Field(min_length=1, max_length=200, examples=["naming"])
+    input: Any = Field(
+        default_factory=dict, examples=[{"messages": [{"role": "user", "content": "hi"}]}]
+    )
     thread_id: str | None = Field(default=None, pattern=ID_PATTERN)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
