@@ -86,8 +86,9 @@ def error_responses(*raised: type[e.BrokerError] | int) -> dict[int | str, dict[
     out: dict[int | str, dict[str, Any]] = {}
     for status, names in sorted(codes.items()):
         out[status] = {
-            "model": Error,
             "description": "error.code: " + ", ".join(f"`{n}`" for n in names),
+            # JSON whatever the route's own response class (action links answer HTML)
+            "content": {"application/json": {"schema": ERROR_REF}},
         }
         if status == 503:
             out[status]["headers"] = RETRY_AFTER
@@ -149,7 +150,7 @@ METHOD_NOT_ALLOWED = {
 def finish(doc: dict[str, Any], *, auth_on: bool) -> dict[str, Any]:
     """The generated document, made true for this process (see the module docstring)."""
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    for name, model in _BODIES.items():
+    for name, model in {"Error": Error, **_BODIES}.items():
         body = model.model_json_schema(
             ref_template=REF, by_alias=name in _ALIASED, mode="validation"
         )

@@ -16,8 +16,9 @@ from broker.core.codec import iso, now_ms
 from broker.core.settings import Settings
 from broker.core.store import Store
 
-# http(s), a host, no credentials; the host must also resolve to a public address (422)
-URL_PATTERN = r"^https?://[^\s/?#@]+([/?#]\S*)?$"
+# http(s), a host, no credentials, checked (with the host resolving to a public address)
+# by netguard: 422 unsafe_webhook_url
+URL: dict[str, Any] = {"pattern": r"^https?://[^\s/?#@]+([/?#]\S*)?$"}
 router = APIRouter(prefix="/admin", tags=["admin"], responses=error_responses(*SCOPE, REDIS))
 NOT_FOUND = error_responses(errors.WebhookNotFound)
 MANAGED = error_responses(errors.WebhookNotFound, errors.WebhookReadOnly)
@@ -26,7 +27,7 @@ MANAGED = error_responses(errors.WebhookNotFound, errors.WebhookReadOnly)
 class NewWebhook(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    url: str = Field(max_length=2000, pattern=URL_PATTERN)
+    url: str = Field(min_length=1, max_length=2000, json_schema_extra=URL)
     events: list[webhooks.EventName] = Field(default_factory=lambda: list(webhooks.EVENTS))
     agents: list[str] | None = None
     types: list[str] | None = None
@@ -38,7 +39,7 @@ class NewWebhook(BaseModel):
 class WebhookChange(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    url: str | None = Field(default=None, max_length=2000, pattern=URL_PATTERN)
+    url: str | None = Field(default=None, min_length=1, max_length=2000, json_schema_extra=URL)
     events: list[webhooks.EventName] | None = None
     agents: list[str] | None = None
     types: list[str] | None = None
