@@ -192,3 +192,10 @@ def test_405_allows_every_method_the_path_serves(api: httpx.Client) -> None:
         assert r.status_code == 405, (path, r.text)
         assert r.headers["allow"] == methods, path
         assert r.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_the_api_serves_this_document(api: httpx.Client) -> None:
+    """The test broker runs with auth off: its document has no security at all."""
+    served = api.get("/openapi.json").json()
+    assert served == document(auth_on=False)
+    assert api.get("/docs").status_code == 200

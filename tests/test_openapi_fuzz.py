@@ -31,8 +31,8 @@ pytestmark = pytest.mark.slow
 
 KEY = "k-fuzz-" + uuid.uuid4().hex
 SEED = 20261207
-EXAMPLES = 25
-STATEFUL_EXAMPLES = 20
+EXAMPLES = 15
+STATEFUL_EXAMPLES = 15
 # A stream of a run that has not ended follows it live: stop reading after a few events
 # (the run endpoints' SSE and the AG-UI stream) so a request ends.
 STREAM_EVENTS = 5
