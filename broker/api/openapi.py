@@ -112,6 +112,15 @@ def json_body(model: type[BaseModel], *, by_alias: bool = False) -> dict[str, An
     }
 
 
+def sse(description: str, *, named: bool) -> dict[str, Any]:
+    """A 200 of Server-Sent Events; each event's ``data`` is one JSON document."""
+    fields = ["id", "event", "data"] if named else ["data"]
+    props = {name: {"type": "string"} for name in fields}
+    props["data"]["contentMediaType"] = "application/json"
+    item = {"type": "object", "required": fields, "properties": props}
+    return {"description": description, "content": {"text/event-stream": {"itemSchema": item}}}
+
+
 def form_body(fields: dict[str, str]) -> dict[str, Any]:
     """``openapi_extra=`` declaring an optional urlencoded form of string fields."""
     props = {name: {"type": "string", "description": text} for name, text in fields.items()}
@@ -184,7 +193,19 @@ def finish(doc: dict[str, Any], *, auth_on: bool) -> dict[str, Any]:
     for operations in doc.get("paths", {}).values():
         for operation in operations.values():
             operation["responses"] = dict(sorted(operation["responses"].items()))
+            for parameter in operation.get("parameters", []):
+                parameter["schema"] = _not_null(parameter["schema"])
     return doc
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter is absent, never null: ``str | None`` documents as a string."""
+    branches = schema.get("anyOf", [])
+    kept = [b for b in branches if b != {"type": "null"}]
+    if len(kept) != 1 or len(branches) != 2:
+        return schema
+    rest = {k: v for k, v in schema.items() if k != "anyOf" and (k != "default" or v is not None)}
+    return {**kept[0], **rest}
 
 
 def _require_tags(schemas: dict[str, Any]) -> None:

@@ -22,14 +22,13 @@ from broker.api.events import (
     last_id,
     replay,
 )
-from broker.api.openapi import EVENT_ID_PATTERN, REDIS, SCOPE, error_responses
+from broker.api.openapi import EVENT_ID_PATTERN, REDIS, SCOPE, error_responses, sse
 from broker.core import auth, errors
 from broker.core.codec import dumps
 
 # the WebSocket route is not in the OpenAPI document (OpenAPI does not describe WebSockets)
 router = APIRouter(tags=["events"])
 EVENT_ID = {"json_schema_extra": {"pattern": EVENT_ID_PATTERN}}
-SSE = {"content": {"text/event-stream": {"schema": {"type": "string"}}}}
 
 DEFAULT_KINDS = ("run", "interrupt")
 
@@ -42,7 +41,7 @@ def _sse(eid: str, event: dict[str, Any]) -> str:
     "/runs/{run_id}/events",
     response_class=StreamingResponse,
     responses={
-        200: {"description": "The run's events as Server-Sent Events", **SSE},
+        200: sse("The run's events: `id`, `event` (its type) and `data`", named=True),
         **error_responses(*SCOPE, REDIS, errors.RunNotFound, errors.InvalidCursor),
     },
 )
