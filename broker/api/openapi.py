@@ -1,6 +1,6 @@
 """The OpenAPI document: the error shape, request bodies, and security as the gate applies it.
 
-Routes declare their error responses with ``errors(...)`` (one reused ``Error`` schema) and
+Routes declare their error responses with ``error_responses(...)`` (one ``Error`` schema) and
 their JSON bodies with ``json_body(Model)``: the body is still read by hand (content type,
 size limit, syntax, then the model), so the document names the model the handler
 validates against. ``finish`` then makes the document match the running process: the auth
@@ -96,6 +96,7 @@ def error_responses(*raised: type[e.BrokerError] | int) -> dict[int | str, dict[
 
 
 _BODIES: dict[str, type[BaseModel]] = {}
+"""Models named by ``json_body``, added to the components by ``finish``."""
 _ALIASED: set[str] = set()
 
 
