@@ -128,7 +128,7 @@ def test_security_and_401_follow_the_auth_gate() -> None:
     assert set(on["components"]["securitySchemes"]) == {"bearer", "apiKey", "apiKeyQuery"}
     assert "securitySchemes" not in off["components"]
     gated = 0
-    for path, method, op in operations(on):
+    for path, _method, op in operations(on):
         if is_open(path):
             assert op["security"] == [] and "401" not in op["responses"], path
             continue

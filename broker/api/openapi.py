@@ -160,7 +160,8 @@ METHOD_NOT_ALLOWED = {
 def finish(doc: dict[str, Any], *, auth_on: bool) -> dict[str, Any]:
     """The generated document, made true for this process (see the module docstring)."""
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    for name, model in {"Error": Error, **_BODIES}.items():
+    models: dict[str, type[BaseModel]] = {"Error": Error, **_BODIES}
+    for name, model in models.items():
         body = model.model_json_schema(
             ref_template=REF, by_alias=name in _ALIASED, mode="validation"
         )
