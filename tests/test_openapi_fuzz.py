@@ -20,6 +20,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.config import SchemathesisConfig
 
 from broker.api.app import create_app
@@ -33,9 +34,11 @@ KEY = "k-fuzz-" + uuid.uuid4().hex
 SEED = 20261207
 EXAMPLES = 15
 STATEFUL_EXAMPLES = 15
-# A stream of a run that has not ended follows it live: stop reading after a few events
-# (the run endpoints' SSE and the AG-UI stream) so a request ends.
+# The run's SSE and the AG-UI stream follow a run live until it ends, which a run waiting
+# for an answer never does: schemathesis stops reading after a few events, or after the
+# stream's read timeout passes in silence (keep-alives are every 15 s), and checks what came.
 STREAM_EVENTS = 5
+STREAMS = ["/runs/{run_id}/events", "/agui/{agent_id}"]
 # Positive data an endpoint may still refuse, for a reason no schema can state: a webhook
 # URL must resolve to a public address and a secret must be random enough (422
 # unsafe_webhook_url / invalid_request). Only these two operations, only this status.
@@ -46,7 +49,7 @@ WEBHOOK_CHECKS = {
 }
 
 
-def _config() -> SchemathesisConfig:
+def _config(*, auth_on: bool = True) -> SchemathesisConfig:
     return SchemathesisConfig.from_dict(
         {
             "seed": SEED,
@@ -54,9 +57,9 @@ def _config() -> SchemathesisConfig:
             "request-timeout": 30,
             "generation": {"max-examples": EXAMPLES, "deterministic": True},
             "checks": {"enabled": True},
-            "phases": {"stateful": {"max-steps": 12}},
-            "auth": {"openapi": {"bearer": {"bearer": KEY}}},
+            **({"auth": {"openapi": {"bearer": {"bearer": KEY}}}} if auth_on else {}),
             "operations": [
+                {"include-path": STREAMS, "request-timeout": 5},
                 {
                     "include-path": "/admin/webhooks",
                     "include-method": "POST",
@@ -110,12 +113,20 @@ def test_every_operation_conforms(case: Any, fuzzed: Broker) -> None:
     case.call_and_validate(base_url=fuzzed.url)
 
 
-def test_sequences_of_calls_conform(fuzzed: Broker) -> None:
-    """Stateful: responses feed later requests through the links schemathesis infers."""
+def test_every_check_is_enabled() -> None:
+    """All of schemathesis's checks but max_response_time, a timing limit left unset."""
+    load_all_checks()
+    operation = next(iter(schema.get_all_operations())).ok()
+    config = schema.config.checks_config_for(operation=operation, phase="fuzzing")
+    names = CHECKS.get_all_names()
+    assert len(names) >= 14
+    assert all(getattr(config, name).enabled for name in names), names
 
-    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+
+def _stateful(machine: Any, base_url: str) -> None:
+    class Workflow(machine):  # type: ignore[misc, valid-type]
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
-            return {"base_url": fuzzed.url}
+            return {"base_url": base_url}
 
     Workflow.run(
         settings=settings(
@@ -126,3 +137,17 @@ def test_sequences_of_calls_conform(fuzzed: Broker) -> None:
             suppress_health_check=list(HealthCheck),
         )
     )
+
+
+def test_sequences_of_calls_conform(fuzzed: Broker) -> None:
+    """Stateful: responses feed later requests through the links schemathesis infers."""
+    _stateful(schema.as_state_machine(), fuzzed.url)
+
+
+def test_sequences_of_calls_conform_with_auth_off(broker: Broker) -> None:
+    """The shared test broker runs with auth off; its document declares no security."""
+    settings_off = Settings(redis_url="redis://unused", auth="off")
+    open_schema = schemathesis.openapi.from_dict(
+        create_app(settings_off).openapi(), config=_config(auth_on=False)
+    )
+    _stateful(open_schema.as_state_machine(), broker.url)
