@@ -29,9 +29,16 @@ class StartRun(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class RunStarted(BaseModel):
+    run_id: str
+    thread_id: str
+    status: RunStatus
+
+
 @router.post(
     "",
     status_code=202,
+    response_model=RunStarted,
     responses=error_responses(
         *BODY, errors.AgentNotFound, errors.ThreadNotFound, errors.ThreadBusy
     ),
