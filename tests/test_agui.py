@@ -202,6 +202,21 @@ def test_a_cancelled_resume_entry_cancels_the_run(broker: Broker, api: httpx.Cli
     assert api.get(f"/runs/{approval['metadata']['run_id']}").json()["status"] == "cancelled"
 
 
+@pytest.mark.parametrize("arguments", ["not json", "[1, 2]"])
+def test_tool_call_arguments_that_are_no_json_object_are_a_run_error(
+    broker: Broker, api: httpx.Client, arguments: str
+) -> None:
+    thread = str(uuid.uuid4())
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    said = {"id": f"a-{thread}", "role": "assistant", "toolCalls": [call]}
+    body = run_input(thread)
+    body["messages"].append(said)
+    events = agui(broker, "naming", body)
+    assert types(events) == ["RUN_STARTED", "RUN_ERROR"]
+    assert events[1]["code"] == "invalid_request" and "c1" in events[1]["message"]
+    assert api.get("/runs", params={"thread_id": thread}).json()["items"] == []
+
+
 def test_bad_agui_requests_get_json_errors(broker: Broker) -> None:
     with httpx.Client(base_url=broker.url, timeout=30) as client:
         r = client.post("/agui/naming", json={"threadId": "t"})

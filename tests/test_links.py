@@ -202,8 +202,8 @@ MISUSE = {
     # case: (GET status, POST status, words on the page)
     "used": (410, 410, "already used"),
     "expired": (410, 410, "expired"),
-    "tampered signature": (400, 400, "not valid"),
-    "tampered choice": (400, 400, "not valid"),
+    "tampered signature": (404, 404, "not valid"),
+    "tampered choice": (404, 404, "not valid"),
     "superseded": (409, 409, "already closed"),
 }
 

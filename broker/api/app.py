@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from agent.registry import load_registry
-from broker.api import events
+from broker.api import events, openapi
 from broker.api.events import EventHub
 from broker.api.gate import AuthGate
 from broker.api.routes import (
@@ -38,8 +41,20 @@ from broker.core.store import Store
 log = logging.getLogger("broker")
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def _error(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _allowed(app: FastAPI, path: str) -> str:
+    """Every method some route serves at ``path`` (routing names only the first route's)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(app.routes):
+        if route.methods and route.path and compile_path(route.path)[0].match(path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -100,8 +115,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return _error(422, "invalid_request", f"{where}: {first.get('msg')}")
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed(app, request.url.path)
+        return _error(exc.status_code, code, str(exc.detail), headers)
+
+    generated = app.openapi
+    auth_on = keyring.enabled
+
+    def document() -> dict[str, Any]:
+        """The generated document, finished once: see broker/api/openapi.py."""
+        if not getattr(app.state, "openapi_finished", False):
+            openapi.finish(generated(), auth_on=auth_on)
+            app.state.openapi_finished = True
+        return generated()
+
+    app.openapi = document  # type: ignore[method-assign]
 
     return app

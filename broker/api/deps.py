@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from arq.connections import ArqRedis
-from fastapi import Depends, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request
 
 from broker.api.events import EventHub
 from broker.core import auth, errors
@@ -46,14 +45,8 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 HubDep = Annotated[EventHub, Depends(get_hub)]
 
 
-# Declared for the OpenAPI page's "Authorize" button; the auth gate does the checking.
-_bearer = HTTPBearer(auto_error=False, description="An API key (X-API-Key works too).")
-
-
-def get_principal(
-    request: Request,
-    _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
-) -> auth.Principal:
+# The auth gate checks keys; broker/api/openapi.py declares them in the document.
+def get_principal(request: Request) -> auth.Principal:
     principal: auth.Principal | None = getattr(request.state, "principal", None)
     if principal is None:
         raise errors.Unauthorized("send an API key: `Authorization: Bearer <key>`")

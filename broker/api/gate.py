@@ -20,7 +20,7 @@ from broker.core import auth
 OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/favicon.ico", "/docs", "/redoc"})
 OPEN_PREFIXES = ("/openapi.json", "/docs/", "/static/", "/links/")
 # Browsers cannot set headers on EventSource or WebSocket: these accept ?api_key=.
-_QUERY_KEY_HTTP = re.compile(r"^/runs/[^/]+/events$")
+QUERY_KEY_HTTP = re.compile(r"^/runs/[^/]+/events$")
 
 Scope = dict[str, Any]
 
@@ -55,7 +55,7 @@ def presented_key(scope: Scope) -> str | None:
         return value.strip()
     if headers.get("x-api-key"):
         return headers["x-api-key"].strip()
-    if scope["type"] == "websocket" or _QUERY_KEY_HTTP.match(scope["path"]):
+    if scope["type"] == "websocket" or QUERY_KEY_HTTP.match(scope["path"]):
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         values = query.get("api_key")
         if values and values[0]:

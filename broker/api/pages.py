@@ -33,7 +33,8 @@ _STYLE = (
     "textarea{width:100%;min-height:6rem;font:inherit}.muted{color:#666;font-size:.9rem}"
 )
 NOTICES: dict[str, tuple[int, str, str]] = {
-    "tampered": (400, "This link is not valid", "It may have been cut short or changed."),
+    # 404: a link the broker did not issue names nothing
+    "tampered": (404, "This link is not valid", "It may have been cut short or changed."),
     "expired": (410, "This link has expired", "The question no longer takes answers here."),
     "used": (410, "This link was already used", "Each link answers once; nothing changed."),
     "superseded": (

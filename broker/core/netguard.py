@@ -75,7 +75,7 @@ async def resolve(url: str, *, allow_private: bool) -> tuple[httpx.URL, str]:
         infos = await asyncio.get_running_loop().getaddrinfo(
             parsed.host, port, type=socket.SOCK_STREAM
         )
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a label IDNA cannot encode
         raise UnsafeAddress(f"cannot resolve {parsed.host!r}: {exc}") from exc
     addresses = [str(info[4][0]).split("%")[0] for info in infos]
     if not addresses:

@@ -16,6 +16,8 @@ from ag_ui.core import (
 )
 from langchain_core.messages import BaseMessage
 
+from broker.core import errors
+
 
 def _text(content: Any) -> str:
     if isinstance(content, str):
@@ -56,6 +58,19 @@ def to_agui_messages(messages: list[BaseMessage]) -> list[Message]:
     return out
 
 
+def _arguments(raw: str | None, call_id: str) -> dict[str, Any]:
+    """A tool call's arguments: a JSON object, encoded as a string (InvalidRequest if not)."""
+    try:
+        args = json.loads(raw or "{}")
+    except ValueError:
+        args = None
+    if not isinstance(args, dict):
+        raise errors.InvalidRequest(
+            f"tool call {call_id!r}: function.arguments must be a JSON object, encoded"
+        )
+    return args
+
+
 def new_input_messages(messages: list[Message], known_ids: set[str]) -> list[dict[str, Any]]:
     """The client's messages the thread does not hold yet, as LangChain message dicts.
 
@@ -77,7 +92,7 @@ def new_input_messages(messages: list[Message], known_ids: set[str]) -> list[dic
                 {
                     "id": c.id,
                     "name": c.function.name,
-                    "args": json.loads(c.function.arguments or "{}"),
+                    "args": _arguments(c.function.arguments, c.id),
                 }
                 for c in getattr(m, "tool_calls", None) or []
             ]

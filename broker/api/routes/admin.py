@@ -10,19 +10,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from broker.api.body import read_json
 from broker.api.deps import Admin, SettingsDep, StoreDep
+from broker.api.openapi import BODY, QUERY, REDIS, SCOPE, error_responses, json_body
 from broker.core import errors, netguard, signing, webhooks
 from broker.core.codec import iso, now_ms
 from broker.core.errors import validation_message
 from broker.core.settings import Settings
 from broker.core.store import Store
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+# http(s), a host, no credentials, checked (with the host resolving to a public address)
+# by netguard: 422 unsafe_webhook_url
+URL: dict[str, Any] = {"pattern": r"^https?://[^\s/?#@]+([/?#]\S*)?$"}
+router = APIRouter(prefix="/admin", tags=["admin"], responses=error_responses(*SCOPE, REDIS))
+NOT_FOUND = error_responses(errors.WebhookNotFound)
+MANAGED = error_responses(errors.WebhookNotFound, errors.WebhookReadOnly)
 
 
 class NewWebhook(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    url: str = Field(min_length=1, max_length=2000)
+    url: str = Field(min_length=1, max_length=2000, json_schema_extra=URL)
     events: list[webhooks.EventName] = Field(default_factory=lambda: list(webhooks.EVENTS))
     agents: list[str] | None = None
     types: list[str] | None = None
@@ -32,9 +38,9 @@ class NewWebhook(BaseModel):
 
 
 class WebhookChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    url: str | None = Field(default=None, min_length=1, max_length=2000)
+    url: str | None = Field(default=None, min_length=1, max_length=2000, json_schema_extra=URL)
     events: list[webhooks.EventName] | None = None
     agents: list[str] | None = None
     types: list[str] | None = None
@@ -65,7 +71,12 @@ async def _managed(store: Store, request: Request, sid: str) -> webhooks.Subscri
     return sub
 
 
-@router.post("/webhooks", status_code=201)
+@router.post(
+    "/webhooks",
+    status_code=201,
+    responses=error_responses(*BODY, errors.UnsafeWebhookUrl),
+    openapi_extra=json_body(NewWebhook),
+)
 async def create_webhook(
     request: Request, store: StoreDep, settings: SettingsDep, _: Admin
 ) -> dict[str, Any]:
@@ -98,7 +109,7 @@ async def list_webhooks(request: Request, store: StoreDep, _: Admin) -> dict[str
     return {"items": [s.public() for s in await webhooks.every(store, _config(request))]}
 
 
-@router.get("/webhooks/{sid}")
+@router.get("/webhooks/{sid}", responses=NOT_FOUND)
 async def get_webhook(sid: str, request: Request, store: StoreDep, _: Admin) -> dict[str, Any]:
     """One subscription (without its secret)."""
     sub = await webhooks.find(store, _config(request), sid)
@@ -107,7 +118,11 @@ async def get_webhook(sid: str, request: Request, store: StoreDep, _: Admin) -> 
     return sub.public()
 
 
-@router.patch("/webhooks/{sid}")
+@router.patch(
+    "/webhooks/{sid}",
+    responses={**MANAGED, **error_responses(*BODY, errors.UnsafeWebhookUrl)},
+    openapi_extra=json_body(WebhookChange),
+)
 async def change_webhook(
     sid: str, request: Request, store: StoreDep, settings: SettingsDep, _: Admin
 ) -> dict[str, Any]:
@@ -127,7 +142,7 @@ async def change_webhook(
     return updated.public()
 
 
-@router.delete("/webhooks/{sid}", status_code=204)
+@router.delete("/webhooks/{sid}", status_code=204, responses=MANAGED)
 async def delete_webhook(sid: str, request: Request, store: StoreDep, _: Admin) -> Response:
     """Removes a managed subscription and its delivery log."""
     await _managed(store, request, sid)
@@ -135,7 +150,7 @@ async def delete_webhook(sid: str, request: Request, store: StoreDep, _: Admin) 
     return Response(status_code=204)
 
 
-@router.get("/webhooks/{sid}/deliveries")
+@router.get("/webhooks/{sid}/deliveries", responses={**NOT_FOUND, **error_responses(*QUERY)})
 async def list_deliveries(
     sid: str,
     request: Request,

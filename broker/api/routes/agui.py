@@ -12,12 +12,21 @@ from broker.api import visibility
 from broker.api.agui.session import AguiSession, is_resume
 from broker.api.body import read_json_object, validation_message
 from broker.api.deps import HubDep, Principal, QueueDep, RegistryDep, SettingsDep, StoreDep
+from broker.api.openapi import BODY, REDIS, SCOPE, error_responses, json_body, sse
 from broker.core import auth, errors, ids
 
 router = APIRouter(prefix="/agui", tags=["ag-ui"])
 
 
-@router.post("/{agent_id}")
+@router.post(
+    "/{agent_id}",
+    response_class=StreamingResponse,
+    responses={
+        200: sse("AG-UI events, each a `data` line", named=False),
+        **error_responses(*SCOPE, REDIS, *BODY, errors.AgentNotFound),
+    },
+    openapi_extra=json_body(RunAgentInput, by_alias=True),
+)
 async def run_agent(
     agent_id: str,
     request: Request,

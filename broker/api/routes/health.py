@@ -17,7 +17,15 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        503: {
+            "description": "Not ready: Redis does not answer, or no worker is alive",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
 async def readyz(store: StoreDep) -> Any:
     """Readiness: Redis answers and at least one worker has a recent heartbeat."""
     checks: dict[str, Any] = {}

@@ -9,22 +9,43 @@ from pydantic import BaseModel, ConfigDict, Field
 from broker.api import visibility
 from broker.api.body import read_json
 from broker.api.deps import Principal, QueueDep, Reader, SettingsDep, StoreDep
+from broker.api.openapi import (
+    BODY,
+    QUERY,
+    REDIS,
+    SCOPE,
+    Cursor,
+    error_responses,
+    json_body,
+)
 from broker.core import audit, channel, errors, ids
 from broker.core.codec import dumps
 from broker.core.records import Channel, InterruptStatus
 from broker.core.store import Page
 
-router = APIRouter(prefix="/interrupts", tags=["interrupts"])
+router = APIRouter(
+    prefix="/interrupts", tags=["interrupts"], responses=error_responses(*SCOPE, REDIS)
+)
+ETAG = {"ETag": {"description": "Send it back as If-None-Match.", "schema": {"type": "string"}}}
 
 
 class Resolve(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    value: Any = Field(description="The answer; the graph's interrupt() returns it.")
+    value: Any = Field(
+        description="The answer; the graph's interrupt() returns it.", examples=[True]
+    )
     resolved_by: str | None = Field(default=None, max_length=200)
 
 
-@router.get("")
+@router.get(
+    "",
+    responses={
+        200: {"headers": ETAG},
+        304: {"description": "Nothing changed since the ETag sent", "headers": ETAG},
+        **error_responses(*QUERY, errors.InvalidCursor),
+    },
+)
 async def list_interrupts(
     request: Request,
     response: Response,
@@ -37,7 +58,7 @@ async def list_interrupts(
     thread_id: Annotated[str | None, Query(pattern=ids.ID_PATTERN)] = None,
     run_id: Annotated[str | None, Query(pattern=ids.ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     order: Literal["asc", "desc"] = "asc",
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Any:
@@ -79,20 +100,32 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
     return bool(if_none_match) and etag in [t.strip() for t in (if_none_match or "").split(",")]
 
 
-@router.get("/{interrupt_id}")
+@router.get("/{interrupt_id}", responses=error_responses(errors.InterruptNotFound))
 async def get_interrupt(interrupt_id: str, store: StoreDep, principal: Reader) -> dict[str, Any]:
     """One interrupt, with its resolution once it has one."""
     return (await visibility.interrupt(store, principal, interrupt_id)).view()
 
 
-@router.get("/{interrupt_id}/audit")
+@router.get("/{interrupt_id}/audit", responses=error_responses(errors.InterruptNotFound))
 async def get_audit(interrupt_id: str, store: StoreDep, principal: Reader) -> dict[str, Any]:
     """Every attempt to answer the interrupt, accepted or refused, oldest first."""
     await visibility.interrupt(store, principal, interrupt_id)
     return {"items": await audit.read(store.r, store.keys, interrupt_id)}
 
 
-@router.post("/{interrupt_id}/resolve")
+@router.post(
+    "/{interrupt_id}/resolve",
+    responses=error_responses(
+        *BODY,
+        errors.InvalidAnswer,
+        errors.IdempotencyKeyReused,
+        errors.InterruptNotFound,
+        errors.AlreadyResolved,
+        errors.InterruptClosed,
+        errors.InterruptExpired,
+    ),
+    openapi_extra=json_body(Resolve),
+)
 async def resolve_interrupt(
     interrupt_id: str,
     request: Request,

@@ -14,13 +14,23 @@ from fastapi.responses import HTMLResponse
 
 from broker.api import pages
 from broker.api.deps import QueueDep, SettingsDep, StoreDep
+from broker.api.openapi import REDIS, error_responses, form_body
 from broker.core import auth, channel, errors, jsonsafe, links, shapes
 from broker.core.codec import now_ms
 from broker.core.records import Channel, InterruptRecord, InterruptStatus
 from broker.core.schemas import declared_schema
 from broker.core.store import Store
 
-router = APIRouter(prefix="/links", tags=["links"])
+router = APIRouter(prefix="/links", tags=["links"], responses=error_responses(REDIS))
+# pages for a browser, not JSON: a link that is not one the broker issued, or whose
+# question is gone (404), closed (409), expired or used (410), an answer refused (422)
+PAGE = {"content": {"text/html": {"schema": {"type": "string"}}}}
+PAGES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The page", **PAGE},
+    404: {"description": "Not a valid link, or its question is gone", **PAGE},
+    409: {"description": "The question is already closed", **PAGE},
+    410: {"description": "The link expired or was used", **PAGE},
+}
 _SUPERSEDED = (errors.AlreadyResolved, errors.InterruptClosed)
 
 
@@ -34,7 +44,7 @@ async def _open(
         return claims, None
 
 
-@router.get("/{token}", response_class=HTMLResponse)
+@router.get("/{token}", response_class=HTMLResponse, responses=PAGES)
 async def show_link(token: str, store: StoreDep, settings: SettingsDep) -> HTMLResponse:
     """A confirmation page for an action link; it changes nothing."""
     key = links.secret_key(settings)
@@ -58,7 +68,14 @@ async def show_link(token: str, store: StoreDep, settings: SettingsDep) -> HTMLR
     return pages.confirm(h.value, h.agent_id, choice, token)
 
 
-@router.post("/{token}", response_class=HTMLResponse)
+@router.post(
+    "/{token}",
+    response_class=HTMLResponse,
+    responses={**PAGES, 422: {"description": "The answer was not accepted", **PAGE}},
+    openapi_extra=form_body(
+        {"token": "the link's token (the page's form repeats it)", "answer": "a typed answer"}
+    ),
+)
 async def use_link(
     token: str, request: Request, store: StoreDep, queue: QueueDep, settings: SettingsDep
 ) -> HTMLResponse:

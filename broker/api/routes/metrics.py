@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
 from broker.api.deps import Reader, StoreDep
+from broker.api.openapi import REDIS, SCOPE, error_responses
 from broker.core import auth, errors
 from broker.core.codec import now_ms
 from broker.core.records import InterruptStatus, RunStatus
@@ -23,7 +24,7 @@ def _metric(lines: list[str], name: str, help_text: str, values: dict[str, float
         lines.append(f"{name}{labels} {value:g}")
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get("/metrics", response_class=PlainTextResponse, responses=error_responses(*SCOPE, REDIS))
 async def metrics(store: StoreDep, principal: Reader) -> PlainTextResponse:
     """Prometheus text format: interrupts and runs by status, due runs, live workers."""
     if principal.agents is not None:

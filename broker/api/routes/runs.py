@@ -8,25 +8,42 @@ from pydantic import BaseModel, ConfigDict, Field
 from broker.api import visibility
 from broker.api.body import read_json
 from broker.api.deps import QueueDep, Reader, RegistryDep, RunWriter, SettingsDep, StoreDep
+from broker.api.openapi import BODY, QUERY, REDIS, SCOPE, Cursor, error_responses, json_body
 from broker.core import channel, errors, ids
 from broker.core.jobs import enqueue_advance
 from broker.core.records import RunStatus
 
-router = APIRouter(prefix="/runs", tags=["runs"])
+router = APIRouter(prefix="/runs", tags=["runs"], responses=error_responses(*SCOPE, REDIS))
 
 
 class StartRun(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    agent_id: str = Field(min_length=1, max_length=200)
-    input: Any = Field(default_factory=dict)
+    agent_id: str = Field(min_length=1, max_length=200, examples=["naming"])
+    input: Any = Field(
+        default_factory=dict, examples=[{"messages": [{"role": "user", "content": "hi"}]}]
+    )
     thread_id: str | None = Field(
         default=None, pattern=ids.ID_PATTERN, description=f"A thread id: {ids.ID_RULE}."
     )
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-@router.post("", status_code=202)
+class RunStarted(BaseModel):
+    run_id: str
+    thread_id: str
+    status: RunStatus
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=RunStarted,
+    responses=error_responses(
+        *BODY, errors.AgentNotFound, errors.ThreadNotFound, errors.ThreadBusy
+    ),
+    openapi_extra=json_body(StartRun),
+)
 async def start_run(
     request: Request,
     store: StoreDep,
@@ -50,7 +67,7 @@ async def start_run(
     return {"run_id": run.id, "thread_id": run.thread_id, "status": run.status.value}
 
 
-@router.get("")
+@router.get("", responses=error_responses(*QUERY, errors.InvalidCursor))
 async def list_runs(
     store: StoreDep,
     settings: SettingsDep,
@@ -59,7 +76,7 @@ async def list_runs(
     agent_id: str | None = None,
     thread_id: Annotated[str | None, Query(pattern=ids.ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     order: Literal["asc", "desc"] = "desc",
 ) -> dict[str, Any]:
     """Runs, newest first, filtered by status, agent or thread; paged by cursor."""
@@ -75,14 +92,14 @@ async def list_runs(
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
-@router.get("/{run_id}")
+@router.get("/{run_id}", responses=error_responses(errors.RunNotFound))
 async def get_run(run_id: str, store: StoreDep, principal: Reader) -> dict[str, Any]:
     """One run: status, pending interrupt ids, output and error."""
     await visibility.run(store, principal, run_id)
     return await store.get_run(run_id)
 
 
-@router.post("/{run_id}/cancel")
+@router.post("/{run_id}/cancel", responses=error_responses(errors.RunNotFound, errors.RunFinished))
 async def cancel_run(
     run_id: str, request: Request, store: StoreDep, queue: QueueDep, principal: RunWriter
 ) -> dict[str, Any]:

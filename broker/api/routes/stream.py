@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -21,10 +22,13 @@ from broker.api.events import (
     last_id,
     replay,
 )
+from broker.api.openapi import EVENT_ID_PATTERN, REDIS, SCOPE, error_responses, sse
 from broker.core import auth, errors
 from broker.core.codec import dumps
 
+# the WebSocket route is not in the OpenAPI document (OpenAPI does not describe WebSockets)
 router = APIRouter(tags=["events"])
+EVENT_ID = {"json_schema_extra": {"pattern": EVENT_ID_PATTERN}}
 
 DEFAULT_KINDS = ("run", "interrupt")
 
@@ -33,7 +37,14 @@ def _sse(eid: str, event: dict[str, Any]) -> str:
     return f"id: {eid}\nevent: {event['type']}\ndata: {dumps({'id': eid, **event})}\n\n"
 
 
-@router.get("/runs/{run_id}/events")
+@router.get(
+    "/runs/{run_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: sse("The run's events: `id`, `event` (its type) and `data`", named=True),
+        **error_responses(*SCOPE, REDIS, errors.RunNotFound, errors.InvalidCursor),
+    },
+)
 async def run_events(
     run_id: str,
     request: Request,
@@ -41,17 +52,18 @@ async def run_events(
     hub: HubDep,
     settings: SettingsDep,
     principal: Reader,
-    last_event_id: Annotated[str | None, Header()] = None,
-    since: Annotated[str | None, Query(alias="after")] = None,
+    last_event_id: Annotated[str | None, Header(**EVENT_ID)] = None,
+    since: Annotated[str | None, Query(alias="after", **EVENT_ID)] = None,
 ) -> StreamingResponse:
     """The run's events as SSE: replays after ``Last-Event-ID``, then follows live.
 
     Browsers' EventSource cannot send headers: pass the key as ``?api_key=``.
     """
     run = await visibility.run(store, principal, run_id)
-    cursor = last_event_id or since or "0"
-    if not is_stream_id(cursor):
-        raise errors.InvalidCursor(f"{cursor!r} is not an event id; send the id of an event")
+    sent = last_event_id or since or ""
+    if not re.fullmatch(EVENT_ID_PATTERN.strip("^$"), sent):
+        raise errors.InvalidCursor(f"{sent!r} is not an event id; send the id of an event")
+    cursor = sent or "0"
     if run.status.terminal:
         # a finished run whose terminal event was trimmed must not wait forever
         ends = await last_id(store.r, store.keys.run_events(run_id))

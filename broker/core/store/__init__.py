@@ -52,11 +52,11 @@ import redis.asyncio as aioredis
 
 from broker.core.keys import Keys
 from broker.core.settings import Settings
-from broker.core.store.reads import Page, Reads, decode_cursor, encode_cursor
+from broker.core.store.reads import CURSOR_PATTERN, Page, Reads, decode_cursor, encode_cursor
 from broker.core.store.retention import Retention
 from broker.core.store.transitions import Attempt, Transitions
 
-__all__ = ["Attempt", "Page", "Store", "decode_cursor", "encode_cursor"]
+__all__ = ["CURSOR_PATTERN", "Attempt", "Page", "Store", "decode_cursor", "encode_cursor"]
 
 
 class Store(Reads, Transitions, Retention):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,29 +22,24 @@ class Page:
     next_cursor: str | None
 
 
-_CURSOR_MAX = 64
+CURSOR_PATTERN = r"^[0-9]{0,15}$"
+"""A page cursor: the index position (a sequence number) the previous page ended at; the
+API documents this pattern and accepts every string that matches it."""
 
 
 def encode_cursor(score: float) -> str:
-    return base64.urlsafe_b64encode(repr(score).encode()).decode().rstrip("=")
+    return str(int(score))
 
 
-def decode_cursor(cursor: str) -> float:
-    """The index score a cursor continues after; InvalidCursor for anything this server
-    could not have issued (a finite score, base64 of at most a few dozen characters)."""
-    refused = errors.InvalidCursor(
-        "cursor is not one this server issued; pass next_cursor from a previous page"
-    )
-    if len(cursor) > _CURSOR_MAX or not cursor.isascii():
-        raise refused
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        score = float(base64.urlsafe_b64decode(padded.encode()).decode("ascii"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise refused from exc
-    if not math.isfinite(score):
-        raise refused  # NaN and infinities are no scores Redis pages by
-    return score
+def decode_cursor(cursor: str | None) -> int | None:
+    """The position a cursor names; None (the first page) for none or an empty one."""
+    if cursor is None:
+        return None
+    if not re.fullmatch(CURSOR_PATTERN.strip("^$"), cursor):
+        raise errors.InvalidCursor(
+            "cursor is not one this server issued; pass next_cursor from a previous page"
+        )
+    return int(cursor) if cursor else None
 
 
 def _narrow(agent_id: str | None, visible: frozenset[str] | None) -> tuple[bool, str | None]:
@@ -258,7 +252,7 @@ class Reads:
         a bounded number of records so a page never costs more than that.
         """
         desc = order == "desc"
-        bound = decode_cursor(cursor) if cursor else None
+        bound: float | None = decode_cursor(cursor)
         out: list[dict[str, str]] = []
         scanned = 0
         max_scan = max(limit * 20, 200)
