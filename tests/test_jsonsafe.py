@@ -139,14 +139,17 @@ def _b64(text: str) -> str:
 
 @pytest.mark.parametrize(
     "cursor",
-    ["%%%", _b64("nan"), _b64("inf"), _b64("-inf"), _b64("1e400"), "é", "A" * 65, _b64("x")],
+    [
+        *("%%%", _b64("nan"), _b64("inf"), _b64("-inf"), _b64("1e400"), "é", "A" * 65),
+        *("nan", "inf", "-1", "1e5", "1.5", " 1", "1 ", "+1", "١٢", "1" * 16),
+    ],
 )
 def test_cursors_this_server_could_not_have_issued_are_refused(cursor: str) -> None:
     with pytest.raises(errors.InvalidCursor):
         decode_cursor(cursor)
 
 
-@given(st.integers(min_value=0, max_value=2**53))
+@given(st.integers(min_value=0, max_value=10**15 - 1))
 @settings(max_examples=100, derandomize=True, database=None)
 def test_every_issued_cursor_decodes_to_its_score(score: int) -> None:
     decoded = decode_cursor(encode_cursor(float(score)))
