@@ -97,4 +97,27 @@ async def thread_lock(
         await asyncio.gather(renewer, return_exceptions=True)
         if release:
             # compare-and-delete, shielded so a late cancel still frees the thread
-            await asyncio.shield(r.eval(RELEASE_LOCK, 1, key, token))
+            try:
+                await asyncio.shield(r.eval(RELEASE_LOCK, 1, key, token))
+            except Exception:
+                # Redis is away: free the thread once it is back, not only at the lapse
+                _release_later(r, key, token, ttl_s)
+                raise
+
+
+_releasing: set[asyncio.Task[None]] = set()
+
+
+def _release_later(r: aioredis.Redis, key: str, token: str, ttl_s: int) -> None:
+    async def retry() -> None:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + ttl_s
+        while loop.time() < end:
+            await asyncio.sleep(1)
+            with contextlib.suppress(Exception):
+                await r.eval(RELEASE_LOCK, 1, key, token)
+                return
+
+    task = asyncio.ensure_future(retry())
+    _releasing.add(task)
+    task.add_done_callback(_releasing.discard)

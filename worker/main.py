@@ -18,7 +18,7 @@ from arq import Retry
 from arq.worker import func
 
 from agent.registry import load_registry
-from broker.core import config
+from broker.core import config, errors
 from broker.core.codec import now_ms
 from broker.core.connections import queue_pool, redis_client
 from broker.core.keys import Keys
@@ -44,6 +44,12 @@ async def advance(ctx: dict[str, Any], run_id: str) -> str:
         raise Retry(defer=1) from exc
     except AgentUnavailable as exc:
         # another worker may have the agent (a rolling deployment): let it take the job
+        raise Retry(defer=2) from exc
+    except Exception as exc:
+        if errors.unavailable(exc) is None:
+            raise
+        # Redis failed under the attempt: nothing was recorded as done, so the same job
+        # runs again (the run stays due; the reconciler is the net if this is lost too)
         raise Retry(defer=2) from exc
 
 
@@ -94,14 +100,20 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 
 async def _heartbeat(ctx: dict[str, Any]) -> None:
+    """Marks this worker alive (``/readyz`` counts it) while its poll loop runs and it
+    takes jobs; a draining worker, or one whose loop ended, is taken off at once."""
     store: Store = ctx["store"]
+    worker: BrokerWorker | None = ctx.get("arq_worker")
     every = store.settings.worker_heartbeat_s
     while True:
         with contextlib.suppress(Exception):
             now = now_ms()
-            await store.r.zadd(store.keys.workers, {ctx["worker_id"]: now})
+            if worker is None or worker.taking_jobs:
+                await store.r.zadd(store.keys.workers, {ctx["worker_id"]: now})
+            else:
+                await store.r.zrem(store.keys.workers, ctx["worker_id"])
             await store.r.zremrangebyscore(store.keys.workers, "-inf", now - every * 6000)
-        await asyncio.sleep(every)
+        await asyncio.sleep(1.0 if worker is not None and worker.draining else every)
 
 
 def worker_kwargs(settings: Settings) -> dict[str, Any]:
@@ -125,6 +137,9 @@ def worker_kwargs(settings: Settings) -> dict[str, Any]:
         "job_timeout": settings.job_timeout_s,
         "poll_delay": settings.poll_delay_s,
         "allow_abort_jobs": True,
+        # on SIGTERM: take no new job, let running ones finish within the grace, then
+        # cancel the rest, which arq puts back in the queue for another worker
+        "job_completion_wait": settings.drain_grace_s,
         "keep_result": 3600,
         "ctx": {"settings": settings},
         "wake_channel": keys.wake_channel,
@@ -143,7 +158,12 @@ async def run_worker(settings: Settings | None = None) -> None:
     except asyncio.CancelledError:
         pass  # arq's signal handler cancels the main task: a normal shutdown
     finally:
-        await worker.close()
+        try:
+            await worker.close()
+        except Exception as exc:
+            if errors.unavailable(exc) is None:
+                raise
+            log.warning("stopped without cleaning up in Redis (%s)", exc)
 
 
 def __getattr__(name: str) -> Any:

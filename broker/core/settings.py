@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     reconcile_interval_s: Positive = 5.0
     reconcile_grace_s: Positive = 10.0
     worker_heartbeat_s: Positive = 5.0
+    drain_grace_s: PositiveInt = 20
+    """On SIGTERM, how long a worker lets its running attempts finish (then hands them
+    back to the queue), and how long the API lets in-flight requests finish."""
 
     # API.
     host: str = "127.0.0.1"
