@@ -26,6 +26,7 @@ from redis.exceptions import ResponseError
 from broker.core import netguard, signing, webhooks
 from broker.core.codec import dumps, iso, loads, now_ms
 from broker.core.store import Store
+from worker import outages
 
 log = logging.getLogger("worker.deliveries")
 
@@ -70,8 +71,8 @@ async def dispatch_loop(store: Store, pool: Any, consumer: str, config: Any) -> 
                 await _dispatch(store, pool, config, entries)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("webhook dispatch failed; retrying")
+        except Exception as exc:
+            outages.report(log, "webhook dispatch failed", exc)
             await asyncio.sleep(1)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from broker.core.codec import now_ms
 from broker.core.store import Store
+from worker import outages
 
 log = logging.getLogger("worker.reconciler")
 
@@ -30,8 +31,8 @@ async def loop(store: Store, pool: Any, worker_id: str) -> None:
             ):
                 continue
             await reconcile_once(store, pool)
-        except Exception:
-            log.exception("reconciler pass failed")
+        except Exception as exc:
+            outages.report(log, "reconciler pass failed", exc)
 
 
 async def reconcile_once(store: Store, pool: Any, *, batch: int = 500) -> int:
