@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import redis
 
-from tests.harness import wait_until
+from tests.harness import free_port, wait_until
 from tests.servers import RedisServer
 
 # What every API process in these tests runs with: Redis errors within a second,
@@ -144,7 +144,8 @@ def check_responses(seen: list[Seen]) -> None:
 def fault(server: RedisServer, kind: str, *, hold_s: float = 3.0) -> None:
     """Takes Redis away for ``hold_s``, then back: ``crash`` (SIGKILL, restarted from
     its append-only file), ``full`` (``maxmemory`` just above what it uses,
-    ``noeviction``) or ``stall`` (SIGSTOP, longer than the timeouts)."""
+    ``noeviction``), ``readonly`` (demoted to a replica) or ``stall`` (SIGSTOP, longer
+    than the timeouts)."""
     if kind == "crash":
         server.crash()
         time.sleep(hold_s)
@@ -157,6 +158,15 @@ def fault(server: RedisServer, kind: str, *, hold_s: float = 3.0) -> None:
         fill(server)
         time.sleep(hold_s)
         unfill(server)
+    elif kind == "readonly":
+        # a replica of a primary that is not there: reads work, writes get READONLY
+        client = server.client(socket_timeout=5)
+        try:
+            client.replicaof("127.0.0.1", str(free_port()))
+            time.sleep(hold_s)
+            client.replicaof("NO", "ONE")
+        finally:
+            client.close()
     else:
         raise ValueError(kind)
 

@@ -15,17 +15,39 @@ from typing import Any
 
 import httpx
 import pytest
+from redis import exceptions as redis_errors
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from broker.core import errors
 from tests.flow import answer, next_interrupt, start, wait_status
 from tests.harness import Broker, wait_until
 from tests.outage import FAST_ENV, Load, check_responses, fault, wait_applied
 from tests.servers import RedisServer
 
-pytestmark = pytest.mark.slow
-
 FAULTS = ("crash", "full", "stall")
+
+
+def test_outages_are_told_apart_from_bugs() -> None:
+    oom = "OOM command not allowed when used memory > 'maxmemory'."
+    for exc in (
+        redis_errors.ConnectionError("Connection refused"),
+        redis_errors.TimeoutError("Timeout reading from socket"),
+        redis_errors.BusyLoadingError("Redis is loading the dataset in memory"),
+        redis_errors.ReadOnlyError("You can't write against a read only replica."),
+        redis_errors.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+        redis_errors.ResponseError(f"Error running script (call to f_1): @user_script:3: {oom}"),
+        errors.ShuttingDown("stopping"),
+    ):
+        got = errors.unavailable(exc)
+        assert got is not None and got.status_code == 503, exc
+    for exc in (
+        redis_errors.ResponseError("WRONGTYPE Operation against a key"),
+        redis_errors.DataError("bad"),
+        ValueError("a bug"),
+        errors.InvalidAnswer("no"),
+    ):
+        assert errors.unavailable(exc) is None, exc
 
 
 @pytest.fixture
@@ -52,7 +74,8 @@ def _all_running(b: Broker) -> None:
         assert proc.p.poll() is None, f"a process exited:\n{proc.output()[-3000:]}"
 
 
-@pytest.mark.parametrize("kind", FAULTS)
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", (*FAULTS, "readonly"))
 def test_every_response_during_an_outage_is_503_and_nothing_is_lost(
     server: RedisServer, tmp_path: Path, kind: str
 ) -> None:
@@ -74,6 +97,7 @@ def test_every_response_during_an_outage_is_503_and_nothing_is_lost(
         assert _pids(b) == pids
 
 
+@pytest.mark.slow
 def test_a_worker_lives_through_a_restart_a_full_redis_and_a_stall(
     server: RedisServer, tmp_path: Path
 ) -> None:
@@ -130,6 +154,7 @@ class SseReader:
         return _sse_events(self.text)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ("crash", "stall"))
 def test_streams_end_with_a_reconnect_hint_and_resuming_misses_nothing(
     server: RedisServer, tmp_path: Path, kind: str
@@ -211,6 +236,7 @@ def test_streams_end_with_a_reconnect_hint_and_resuming_misses_nothing(
         assert any(f["type"] == "run.succeeded" for f in after_ws)
 
 
+@pytest.mark.slow
 def test_requests_during_a_stall_end_within_the_socket_timeout(
     server: RedisServer, tmp_path: Path
 ) -> None:
@@ -224,6 +250,25 @@ def test_requests_during_a_stall_end_within_the_socket_timeout(
             assert r.json()["error"]["code"] == "redis_unavailable"
             assert "retry-after" in r.headers
             assert api.get("/readyz").status_code == 503
+            # AG-UI answers in its own protocol: RUN_STARTED, then RUN_ERROR with the code
+            agui = api.post(
+                "/agui/counter",
+                json={
+                    "threadId": "t-stalled",
+                    "runId": "r1",
+                    "state": {},
+                    "messages": [{"id": "m1", "role": "user", "content": "hi"}],
+                    "tools": [],
+                    "context": [],
+                    "forwardedProps": {},
+                },
+            )
+            assert agui.status_code == 200, agui.text
+            events = _sse_events(agui.text)
+            kinds = [json.loads(e["data"])["type"] for e in events]
+            assert kinds == ["RUN_STARTED", "RUN_ERROR"], kinds
+            assert json.loads(events[-1]["data"])["code"] == "redis_unavailable"
+            assert int(events[-1]["retry"]) > 0
         finally:
             server.resume()
         wait_until(lambda: api.get("/interrupts").status_code == 200, "Redis to answer")
