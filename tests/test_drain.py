@@ -140,7 +140,16 @@ def test_sigterm_to_a_worker_finishes_its_attempts_while_another_takes_new_work(
             wait_until(lambda key=key: store.get(key) == "1", "the slow node to start")
 
         b.start_worker()
+
+        def workers() -> int:
+            got: int = api.get("/readyz").json()["checks"]["workers"]
+            return got
+
+        wait_until(lambda: workers() == 2, "the second worker's heartbeat")
         draining.p.send_signal(signal.SIGTERM)
+        # readiness stops counting the draining worker at once, though it still runs
+        wait_until(lambda: workers() == 1, "readiness to drop the draining worker")
+        assert draining.p.poll() is None
         # the draining worker takes nothing new: new runs go to the other one while
         # the first is still finishing its attempts
         fresh = [start(api, "counter", {}) for _ in range(3)]
