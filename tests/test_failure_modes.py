@@ -35,6 +35,7 @@ def test_outages_are_told_apart_from_bugs() -> None:
         redis_errors.TimeoutError("Timeout reading from socket"),
         redis_errors.BusyLoadingError("Redis is loading the dataset in memory"),
         redis_errors.ReadOnlyError("You can't write against a read only replica."),
+        redis_errors.WatchError("A ConnectionError occurred on while watching one or more keys"),
         redis_errors.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
         redis_errors.ResponseError(f"Error running script (call to f_1): @user_script:3: {oom}"),
         errors.ShuttingDown("stopping"),
@@ -44,6 +45,7 @@ def test_outages_are_told_apart_from_bugs() -> None:
     for exc in (
         redis_errors.ResponseError("WRONGTYPE Operation against a key"),
         redis_errors.DataError("bad"),
+        redis_errors.WatchError("Watched variable changed."),
         ValueError("a bug"),
         errors.InvalidAnswer("no"),
     ):

@@ -36,7 +36,7 @@ import redis.asyncio as aioredis
 from arq import Worker
 from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import RedisError, ResponseError, WatchError
 
 from broker.core import errors
 
@@ -100,10 +100,13 @@ class BrokerWorker(Worker):
             if self._unmarked:
                 await self._clear_marks()
         except Exception as exc:
-            if errors.unavailable(exc) is None:
+            if errors.unavailable(exc) is not None:
+                if not self._outage:
+                    log.warning("Redis is unavailable (%s); polling again with back-off", exc)
+            elif isinstance(exc, RedisError):
+                log.error("poll failed; polling again with back-off", exc_info=exc)
+            else:
                 raise
-            if not self._outage:
-                log.warning("Redis is unavailable (%s); polling again with back-off", exc)
             self._outage = True
             await asyncio.sleep(self._backoff)
             self._backoff = min(self._backoff * 2, BACKOFF_S[1])

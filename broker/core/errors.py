@@ -184,6 +184,9 @@ def unavailable(exc: BaseException) -> BrokerError | None:
         | redis_errors.ReadOnlyError,
     ):
         return RedisUnavailable(f"Redis is unavailable ({type(exc).__name__}); retry later")
+    if isinstance(exc, redis_errors.WatchError) and "ConnectionError" in str(exc):
+        # redis-py's word for a connection lost while a WATCH was on
+        return RedisUnavailable("Redis is unavailable (connection lost); retry later")
     if isinstance(exc, redis_errors.ResponseError):
         # inside a script or a transaction the reply arrives as a plain error
         text = str(exc)
