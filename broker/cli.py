@@ -14,8 +14,6 @@ from broker import dev
 from broker.core import config
 from broker.core.settings import Settings, get_settings
 
-# Long-lived streams (SSE, WebSocket) would otherwise hold a stopping API open forever.
-GRACEFUL_SHUTDOWN_S = 10
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -77,7 +75,9 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host if args.host is not None else settings.host,
         port=args.port if args.port is not None else settings.port,
         workers=args.workers,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        # in-flight requests get the drain grace; live streams end at once with a
+        # reconnect hint (broker/api/drain.py), so none holds a stopping API open
+        timeout_graceful_shutdown=settings.drain_grace_s,
         # A dict, not a call made here, so every uvicorn worker process applies it too.
         log_config=_log_config(args.log_level, uvicorn.config.LOGGING_CONFIG),
         log_level=args.log_level,

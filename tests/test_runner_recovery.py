@@ -14,6 +14,7 @@ from typing import Any, TypedDict
 import pytest
 import redis.asyncio as aioredis
 from arq.connections import ArqRedis
+from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -221,3 +222,20 @@ async def test_a_follower_that_falls_behind_misses_nothing(
     assert got == list(range(201))
     await hub.stop()
     await r.aclose()
+
+
+async def test_a_start_that_died_after_its_bare_input_checkpoint_starts_over(
+    rig: tuple[Store, Runner, Faults],
+) -> None:
+    store, runner, _ = rig
+    run = await store.create_run("two", None, {}, {})
+    # the dead attempt: begun, and LangGraph's input checkpoint saved without the input
+    # in it (Redis or the worker died between the two writes)
+    await store.begin_attempt(run.id, "", "start")
+    config = {"configurable": {"thread_id": run.thread_id, "checkpoint_ns": ""}}
+    await runner.saver.aput(config, empty_checkpoint(), {"source": "input", "step": -1}, {})
+
+    # continuing from that checkpoint would end the graph at once, empty and "succeeded"
+    assert await runner.advance(run.id, "recovery") == "recovered-interrupted"
+    [step1] = await store.pending_interrupts(run.id)
+    assert step1.value == {"type": "approval", "content": "step 1"}

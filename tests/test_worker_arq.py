@@ -21,6 +21,13 @@ def test_arq_is_a_version_the_worker_was_checked_against() -> None:
     # the one private method the wake-up calls, with the signature it calls it with
     params = inspect.signature(Worker._poll_iteration).parameters
     assert list(params) == ["self"]
+    # and the ones the outage handling overrides, with the attributes they use
+    assert list(inspect.signature(Worker.start_jobs).parameters) == ["self", "job_ids"]
+    assert list(inspect.signature(Worker.run_job).parameters) == ["self", "job_id", "score"]
+    init = inspect.getsource(Worker.__init__)
+    for attr in ("self.sem", "self.job_counter", "self.in_progress_timeout_s", "self.tasks"):
+        assert attr in init, attr
+    assert "_release_sem_dec_counter_on_complete" in dir(Worker)
 
 
 @pytest.mark.slow

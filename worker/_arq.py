@@ -3,10 +3,25 @@
 arq polls its queue every ``poll_delay``. The API also publishes on a wake channel
 whenever it queues a job; this worker listens on it and runs one poll at once, so an
 idle worker starts the job without waiting out the delay, and the delay only bounds
-how late a missed wake-up can be. arq's own loop (``Worker.main``) runs unchanged.
+how late a missed wake-up can be.
 
-The private part is ``Worker._poll_iteration``: checked against the arq versions
-``pyproject.toml`` allows (``ARQ_CHECKED``), which tests/test_worker_arq.py asserts.
+arq's poll loop (``Worker.main``) lets a Redis error end the worker. Here a poll that
+meets an outage (Redis down, full, read-only, loading, stalled) is logged and backed
+off instead, and the loop goes on; the worker never exits for it:
+
+- ``_poll_iteration`` (reads the queue, starts jobs, reaps finished ones, writes arq's
+  health key): an outage skips the rest of the poll and waits, doubling up to
+  ``BACKOFF_S``; ``polled_at`` records the last poll that got through, which the
+  broker's heartbeat follows;
+- ``start_jobs``: arq takes a slot before it marks a job in progress and leaks the slot
+  when that mark fails with anything but a conflict; here the slot is given back;
+- ``run_job``: when Redis fails before arq could record the job's end, the job's
+  in-progress mark would hold it for ``job_timeout`` more seconds; it is cleared at the
+  next poll that gets through, so the job (whose run is idempotent) runs again at once.
+
+The private parts are ``Worker._poll_iteration``, ``start_jobs``, ``run_job`` and the
+attributes they use: checked against the arq versions ``pyproject.toml`` allows
+(``ARQ_CHECKED``), which tests/test_worker_arq.py asserts.
 """
 
 from __future__ import annotations
@@ -19,10 +34,17 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from arq import Worker
+from arq.constants import in_progress_key_prefix
+from arq.utils import timestamp_ms
+from redis.exceptions import RedisError, ResponseError, WatchError
+
+from broker.core import errors
 
 log = logging.getLogger("worker")
 
 ARQ_CHECKED = ("0.26", "0.27", "0.28")
+# The wait after a poll that met an outage: doubled each time, up to the cap.
+BACKOFF_S = (0.5, 5.0)
 Hook = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
@@ -38,6 +60,7 @@ class BrokerWorker(Worker):
         shutdown: Hook | None = kwargs.pop("on_shutdown", None)
 
         async def on_startup(ctx: dict[str, Any]) -> None:
+            ctx["arq_worker"] = self
             if startup:
                 await startup(ctx)
             self._listener = asyncio.create_task(self._listen())
@@ -55,6 +78,95 @@ class BrokerWorker(Worker):
         self.wake_channel = wake_channel
         # a client of its own: pub/sub waits without a socket timeout
         self.wake_redis = wake_redis
+        self.polled_at = self.loop.time()
+        self._backoff = BACKOFF_S[0]
+        self._outage = False
+        self._unmarked: set[str] = set()  # jobs whose in-progress mark is left to clear
+
+    @property
+    def draining(self) -> bool:
+        """Whether the worker was told to stop: it starts no new job."""
+        return not self.allow_pick_jobs
+
+    @property
+    def taking_jobs(self) -> bool:
+        """Whether the poll loop runs and may start jobs (what a heartbeat claims)."""
+        main = getattr(self, "main_task", None)
+        return not self.draining and main is not None and not main.done()
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+            if self._unmarked:
+                await self._clear_marks()
+        except Exception as exc:
+            if errors.unavailable(exc) is not None:
+                if not self._outage:
+                    log.warning("Redis is unavailable (%s); polling again with back-off", exc)
+            elif isinstance(exc, RedisError):
+                log.error("poll failed; polling again with back-off", exc_info=exc)
+            else:
+                raise
+            self._outage = True
+            await asyncio.sleep(self._backoff)
+            self._backoff = min(self._backoff * 2, BACKOFF_S[1])
+            return
+        if self._outage:
+            log.info("Redis answers again; polling as usual")
+        self._outage = False
+        self._backoff = BACKOFF_S[0]
+        self.polled_at = self.loop.time()
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's ``start_jobs``, which gives its slot back when Redis fails mid-way."""
+        for job_id_b in job_ids:
+            await self.sem.acquire()
+            if self.job_counter >= self.max_jobs:
+                self.sem.release()
+                return
+            self.job_counter += 1
+            job_id = job_id_b.decode()
+            in_progress_key = in_progress_key_prefix + job_id
+            started = False
+            try:
+                async with self.pool.pipeline(transaction=True) as pipe:
+                    await pipe.watch(in_progress_key)
+                    ongoing_exists = await pipe.exists(in_progress_key)
+                    score = await pipe.zscore(self.queue_name, job_id)
+                    if ongoing_exists or not score or score > timestamp_ms():
+                        continue  # running elsewhere, finished, or deferred again
+                    pipe.multi()
+                    pipe.psetex(in_progress_key, int(self.in_progress_timeout_s * 1000), b"1")
+                    try:
+                        await pipe.execute()
+                    except (ResponseError, WatchError) as exc:
+                        if errors.unavailable(exc) is not None:
+                            raise
+                        continue  # another worker started it meanwhile
+                task = self.loop.create_task(self.run_job(job_id, int(score)))
+                task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+                self.tasks[job_id] = task
+                started = True
+            finally:
+                if not started:
+                    self.job_counter -= 1
+                    self.sem.release()
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        try:
+            await super().run_job(job_id, score)
+        except Exception as exc:
+            if errors.unavailable(exc) is None:
+                raise
+            # arq could not record how the job ended; run it again once Redis answers
+            log.warning("job %s: Redis failed around it (%s); it will run again", job_id, exc)
+            self._unmarked.add(job_id)
+
+    async def _clear_marks(self) -> None:
+        for job_id in list(self._unmarked):
+            if job_id not in self.tasks:
+                await self.pool.delete(in_progress_key_prefix + job_id)
+            self._unmarked.discard(job_id)
 
     async def _listen(self) -> None:
         polling = asyncio.Lock()

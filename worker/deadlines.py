@@ -14,6 +14,7 @@ from typing import Any
 from broker.core import channel
 from broker.core.codec import now_ms
 from broker.core.store import Store
+from worker import outages
 
 log = logging.getLogger("worker.deadlines")
 
@@ -43,5 +44,5 @@ async def loop(store: Store, pool: Any, worker_id: str) -> None:
                 store.keys.expiry_lock, worker_id, nx=True, px=max(int(every * 1000), 100)
             ):
                 await expire_due(store, pool)
-        except Exception:
-            log.exception("expiry pass failed")
+        except Exception as exc:
+            outages.report(log, "expiry pass failed", exc)

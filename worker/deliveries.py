@@ -34,6 +34,7 @@ from redis.exceptions import ResponseError
 from broker.core import netguard, signing, webhooks
 from broker.core.codec import dumps, iso, loads, now_ms
 from broker.core.store import Store
+from worker import outages
 
 log = logging.getLogger("worker.deliveries")
 
@@ -128,11 +129,11 @@ async def dispatch_loop(store: Store, pool: Any, consumer: str, config: Any) -> 
             raise
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
-                log.exception("webhook dispatch failed; retrying")
+                outages.report(log, "webhook dispatch failed", exc)
                 await asyncio.sleep(1)
             reading = None  # the last subscription went and came back: look again
-        except Exception:
-            log.exception("webhook dispatch failed; retrying")
+        except Exception as exc:
+            outages.report(log, "webhook dispatch failed", exc)
             await asyncio.sleep(1)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from broker.core.codec import now_ms
 from broker.core.store import Store
@@ -27,9 +28,22 @@ PRUNE_AFTER_BEATS = 6
 
 
 class Heartbeat:
-    def __init__(self, store: Store, worker_id: str) -> None:
+    """This worker's heartbeat. It is written only while ``taking_jobs()`` says the poll
+    loop runs and may start jobs: a draining worker, or one whose loop ended, takes its
+    entry off at once, so readiness stops counting it (its leases lapse on their own)."""
+
+    def __init__(
+        self,
+        store: Store,
+        worker_id: str,
+        *,
+        taking_jobs: Callable[[], bool] = lambda: True,
+        draining: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.store = store
         self.worker_id = worker_id
+        self.taking_jobs = taking_jobs
+        self.draining = draining
         self.every_ms = int(store.settings.worker_heartbeat_s * 1000)
         self.dead_after_ms = DEAD_AFTER_BEATS * self.every_ms
         self.healthy_since: int | None = None
@@ -41,7 +55,10 @@ class Heartbeat:
         started = now_ms()
         try:
             async with self.store.r.pipeline(transaction=False) as pipe:
-                pipe.zadd(k.workers, {self.worker_id: started})
+                if self.taking_jobs():
+                    pipe.zadd(k.workers, {self.worker_id: started})
+                else:
+                    pipe.zrem(k.workers, self.worker_id)
                 pipe.zremrangebyscore(
                     k.workers, "-inf", started - PRUNE_AFTER_BEATS * self.every_ms
                 )
@@ -57,7 +74,7 @@ class Heartbeat:
 
     async def loop(self) -> None:
         while True:
-            await asyncio.sleep(self.every_ms / 1000)
+            await asyncio.sleep(1.0 if self.draining() else self.every_ms / 1000)
             try:
                 await self.beat()
             except Exception:

@@ -166,4 +166,27 @@ async def hold(lease: Lease, *, wait_s: float) -> AsyncIterator[Lease]:
         await asyncio.gather(renewer, return_exceptions=True)
         if release:
             # compare-and-delete, shielded so a late cancel still frees the thread
-            await asyncio.shield(lease.release())
+            try:
+                await asyncio.shield(lease.release())
+            except Exception:
+                # Redis is away: free the thread once it is back, not only at the lapse
+                _release_later(lease)
+                raise
+
+
+_releasing: set[asyncio.Task[None]] = set()
+
+
+def _release_later(lease: Lease) -> None:
+    async def retry() -> None:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + lease.ttl_s
+        while loop.time() < end:
+            await asyncio.sleep(1)
+            with contextlib.suppress(Exception):
+                await lease.release()
+                return
+
+    task = asyncio.ensure_future(retry())
+    _releasing.add(task)
+    task.add_done_callback(_releasing.discard)

@@ -21,7 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agent.registry import load_registry
-from broker.core import config
+from broker.core import config, errors
 from broker.core.connections import queue_pool, redis_client
 from broker.core.fence import Fenced
 from broker.core.keys import Keys
@@ -64,6 +64,12 @@ async def advance(ctx: dict[str, Any], run_id: str) -> str:
     except AgentUnavailable as exc:
         # another worker may have the agent (a rolling deployment): let it take the job
         raise Retry(defer=2) from exc
+    except Exception as exc:
+        if errors.unavailable(exc) is None:
+            raise
+        # Redis failed under the attempt: nothing was recorded as done, so the same job
+        # runs again (the run stays due; the reconciler is the net if this is lost too)
+        raise Retry(defer=2) from exc
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -78,7 +84,13 @@ async def startup(ctx: dict[str, Any]) -> None:
     store = Store(store_redis, settings)
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     graphs = {a: spec.graph for a, spec in registry.items()}
-    heartbeat = Heartbeat(store, worker_id)
+    arq_worker: BrokerWorker | None = ctx.get("arq_worker")
+    heartbeat = Heartbeat(
+        store,
+        worker_id,
+        taking_jobs=lambda: arq_worker is None or arq_worker.taking_jobs,
+        draining=lambda: arq_worker is not None and arq_worker.draining,
+    )
     ctx.update(
         store_redis=store_redis,
         saver_redis=saver_redis,
@@ -140,6 +152,9 @@ def worker_kwargs(settings: Settings) -> dict[str, Any]:
         "job_timeout": settings.job_timeout_s,
         "poll_delay": settings.poll_delay_s,
         "allow_abort_jobs": True,
+        # on SIGTERM: take no new job, let running ones finish within the grace, then
+        # cancel the rest, which arq puts back in the queue for another worker
+        "job_completion_wait": settings.drain_grace_s,
         "keep_result": 3600,
         "ctx": {"settings": settings},
         "wake_channel": keys.wake_channel,
@@ -158,7 +173,12 @@ async def run_worker(settings: Settings | None = None) -> None:
     except asyncio.CancelledError:
         pass  # arq's signal handler cancels the main task: a normal shutdown
     finally:
-        await worker.close()
+        try:
+            await worker.close()
+        except Exception as exc:
+            if errors.unavailable(exc) is None:
+                raise
+            log.warning("stopped without cleaning up in Redis (%s)", exc)
 
 
 def __getattr__(name: str) -> Any:

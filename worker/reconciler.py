@@ -15,7 +15,7 @@ from typing import Any
 
 from broker.core.codec import now_ms
 from broker.core.store import Store
-from worker import handover
+from worker import handover, outages
 from worker.liveness import Heartbeat
 
 log = logging.getLogger("worker.reconciler")
@@ -39,8 +39,8 @@ async def loop(store: Store, pool: Any, heartbeat: Heartbeat) -> None:
                 continue
             await handover.hand_on(store, pool, heartbeat)
             await reconcile_once(store, pool)
-        except Exception:
-            log.exception("reconciler pass failed")
+        except Exception as exc:
+            outages.report(log, "reconciler pass failed", exc)
 
 
 async def reconcile_once(store: Store, pool: Any, *, batch: int = 500) -> int:

@@ -44,6 +44,13 @@ def _checkpoint_id(snapshot: Any) -> str:
     return str(cfg.get("configurable", {}).get("checkpoint_id") or "")
 
 
+def _input_only(snapshot: Any) -> bool:
+    """Whether the thread's latest checkpoint is a bare input checkpoint: nothing to
+    run from it, no question open (so continuing from it would end the graph empty)."""
+    meta = snapshot.metadata or {}
+    return meta.get("source") == "input" and not snapshot.next and not snapshot.interrupts
+
+
 class Runner:
     def __init__(
         self,
@@ -113,6 +120,10 @@ class Runner:
         config["metadata"] = {"run_id": run_id, "agent_id": run.agent_id}
         applying = [h.id for h in begun.answers]
         command, action = await self._command(begun, config, current)
+        if command is None and snapshot is not None and _input_only(snapshot):
+            # the dead attempt saved the input checkpoint but not the input in it (Redis
+            # or the worker died between the two): nothing ran, so start over
+            command = run.input
         if command == "give-up":
             await fail(run, f"gave up after {run.attempts - 1} attempts", applying)
             return "failed"

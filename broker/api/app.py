@@ -16,8 +16,10 @@ from starlette.routing import compile_path
 
 from agent.registry import load_registry
 from broker.api import events, openapi
+from broker.api.drain import Drain
 from broker.api.events import EventHub
 from broker.api.gate import AuthGate
+from broker.api.outage import OutageGuard
 from broker.api.routes import (
     admin,
     agents,
@@ -81,6 +83,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hub_client = redis_client(settings, block_s=events.BLOCK_MS / 1000)
         app.state.hub = EventHub(hub_client, keys.events)
         await app.state.hub.start()
+        # on SIGTERM, live streams get a reconnect hint before the server shuts down
+        hub = app.state.hub
+        app.state.drain = Drain(hub.drain, lambda: len(hub.subs))
+        app.state.drain.install()
         log.info("broker API ready; agents: %s", ", ".join(app.state.registry))
         try:
             yield
@@ -103,10 +109,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.webhook_config = webhook_config
     app.state.keyring = keyring
     app.add_middleware(AuthGate, keyring=keyring)
+    # outermost: a Redis outage anywhere (the gate, a route, a stream) answers 503
+    app.add_middleware(OutageGuard)
 
     @app.exception_handler(errors.BrokerError)
     async def broker_error(_: Request, exc: errors.BrokerError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status_code)
+        retry = {"Retry-After": str(errors.RETRY_AFTER_S)} if exc.status_code == 503 else None
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=retry)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

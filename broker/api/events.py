@@ -3,6 +3,11 @@
 Each subscriber has a bounded queue. The reader never waits on a subscriber: one that
 falls behind is marked overflowed and told to reconnect from its last id, so a slow
 client neither slows the others nor grows memory without bound.
+
+When Redis fails under the reader, or the process starts to drain, every subscriber is
+ended with the reason (``Subscription.get`` raises it), so its stream sends a reconnect
+hint rather than going silent; the reader itself backs off and reads on from where it
+was once Redis answers again.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from broker.core import ids
+from broker.core import errors, ids
 from broker.core.codec import loads
 
 log = logging.getLogger("broker.api.events")
@@ -49,6 +54,17 @@ class Subscription:
     queue: asyncio.Queue[Event]
     overflowed: bool = False
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: errors.BrokerError | None = None
+
+    def end(self, reason: errors.BrokerError) -> None:
+        """Ends the subscription: its next ``get`` raises ``reason``."""
+        self.ended = reason
+        self.wakeup.set()
+
+    def check(self) -> None:
+        """Raises the reason the subscription was ended for, if it was."""
+        if self.ended is not None:
+            raise self.ended
 
     def reset(self) -> None:
         """Empties the queue and clears the overflow, before a catch-up replay."""
@@ -58,7 +74,11 @@ class Subscription:
         self.wakeup.clear()
 
     async def get(self, timeout: float) -> Event | None:
-        """The next event; None after ``timeout`` or once overflowed (check ``overflowed``)."""
+        """The next event; None after ``timeout`` or once overflowed (check ``overflowed``).
+
+        Raises the reason (``RedisUnavailable``, ``ShuttingDown``) once ended.
+        """
+        self.check()
         if self.overflowed:
             return None
         if not self.queue.empty():
@@ -75,11 +95,14 @@ class Subscription:
                 getter.cancel()
         if getter in done and not getter.cancelled():
             return getter.result()
+        self.check()
         return None
 
 
 # How long one XREAD waits on the server; the hub's client allows for it in its timeout.
 BLOCK_MS = 5000
+# The reader's back-off after a failed read: doubled each time, up to the cap.
+BACKOFF_S = (0.25, 5.0)
 
 
 class EventHub:
@@ -100,6 +123,8 @@ class EventHub:
         self._idle = True
         self._wake = asyncio.Event()
         self._resuming = asyncio.Lock()
+        self._failing: errors.BrokerError | None = None
+        self._draining: errors.BrokerError | None = None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -113,18 +138,35 @@ class EventHub:
     async def subscribe(
         self, match: Callable[[dict[str, Any]], bool], maxsize: int
     ) -> Subscription:
+        if self._draining is not None:
+            raise self._draining
         sub = Subscription(match, asyncio.Queue(maxsize))
         async with self._resuming:
-            if self._idle:
+            if self._idle or self._failing is not None:
+                # after a failure every earlier subscriber was ended: read on from the
+                # end, and let this read tell whether Redis answers again
                 last = await self.r.xrevrange(self.stream, count=1)
                 self._position = last[0][0] if last else "0-0"
                 self._idle = False
+                self._failing = None
                 self._wake.set()
             self.subs.add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         self.subs.discard(sub)
+
+    def end_all(self, reason: errors.BrokerError) -> None:
+        """Ends every subscription with ``reason``; each stream sends its hint and ends."""
+        for sub in list(self.subs):
+            sub.end(reason)
+
+    def drain(self) -> None:
+        """The process is stopping: end every stream, and refuse new ones."""
+        self._draining = errors.ShuttingDown(
+            "this API process is shutting down; reconnect, resuming from resume_from"
+        )
+        self.end_all(self._draining)
 
     def dispatch(self, eid: str, event: dict[str, Any]) -> None:
         for sub in list(self.subs):
@@ -137,10 +179,12 @@ class EventHub:
                 sub.wakeup.set()
 
     async def _run(self) -> None:
+        delay = BACKOFF_S[0]
         while True:
             if not self.subs:
                 # nobody listens: read nothing until a subscriber sets the position
                 self._idle = True
+                self._failing = None
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -150,10 +194,21 @@ class EventHub:
                 )
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.warning("event stream read failed; retrying", exc_info=True)
-                await asyncio.sleep(0.5)
+            except Exception as exc:
+                reason = errors.unavailable(exc) or errors.RedisUnavailable(
+                    f"reading events failed ({type(exc).__name__}); retry later"
+                )
+                if self._failing is None:
+                    log.warning("event stream read failed; retrying from %s", self._position)
+                self._failing = reason
+                self.end_all(reason)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_S[1])
                 continue
+            if self._failing is not None:
+                log.info("event stream readable again, from %s", self._position)
+            self._failing = None
+            delay = BACKOFF_S[0]
             for _, entries in got or []:
                 for eid, fields in entries:
                     self._position = eid
@@ -226,6 +281,7 @@ async def follow_run(
             # and the id check below drops what the replay already gave
             sub.reset()
             async for eid, event in replay(r, stream, last):
+                sub.check()
                 last = eid
                 yield eid, event
                 if event["type"] in until:

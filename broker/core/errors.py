@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
+from redis import exceptions as redis_errors
 
 
 class BrokerError(Exception):
@@ -180,6 +181,59 @@ class ThreadAgentMismatch(BrokerError):
 
     status_code = 409
     code = "thread_agent_mismatch"
+
+
+class RedisUnavailable(BrokerError):
+    """Redis cannot be reached, is full, read-only, loading or stalled: retry later."""
+
+    status_code = 503
+    code = "redis_unavailable"
+
+
+class ShuttingDown(BrokerError):
+    """This API process is stopping: reconnect (to another replica, or after restart)."""
+
+    status_code = 503
+    code = "shutting_down"
+
+
+# Seconds a client is told to wait (``Retry-After``, SSE ``retry:``) before trying again.
+RETRY_AFTER_S = 2
+
+# Replies of a server that works but cannot take this command now.
+_UNAVAILABLE_REPLIES = ("OOM ", "LOADING ", "READONLY ", "MASTERDOWN ", "TRYAGAIN ")
+_OOM_TEXT = "used memory > 'maxmemory'"
+
+
+def unavailable(exc: BaseException) -> BrokerError | None:
+    """The 503 error that ``exc`` amounts to when it is an outage (not a bug), else None.
+
+    An outage is Redis being unreachable, timing out, loading its data, read-only (a
+    demoted primary), out of memory (``maxmemory`` with ``noeviction``), or this
+    process shutting down: the same request succeeds later.
+    """
+    if isinstance(exc, RedisUnavailable | ShuttingDown):
+        return exc
+    if isinstance(
+        exc,
+        redis_errors.ConnectionError
+        | redis_errors.TimeoutError
+        | redis_errors.OutOfMemoryError
+        | redis_errors.ReadOnlyError,
+    ):
+        return RedisUnavailable(f"Redis is unavailable ({type(exc).__name__}); retry later")
+    if isinstance(exc, redis_errors.WatchError) and "ConnectionError" in str(exc):
+        # redis-py's word for a connection lost while a WATCH was on
+        return RedisUnavailable("Redis is unavailable (connection lost); retry later")
+    if isinstance(exc, redis_errors.ResponseError):
+        # inside a script or a transaction the reply arrives as a plain error
+        text = str(exc)
+        if _OOM_TEXT in text:
+            return RedisUnavailable("Redis is out of memory (OOM); retry later")
+        for reply in _UNAVAILABLE_REPLIES:
+            if reply in text or text.startswith(reply.strip()):
+                return RedisUnavailable(f"Redis is unavailable ({reply.strip()}); retry later")
+    return None
 
 
 def validation_message(exc: ValidationError) -> str:

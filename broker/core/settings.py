@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     worker_heartbeat_s: Positive = 5.0
     """A worker whose heartbeat is older than three of these is dead: its leases are
     handed on at once."""
+    drain_grace_s: PositiveInt = 20
+    """On SIGTERM, how long a worker lets its running attempts finish (then hands them
+    back to the queue), and how long the API lets in-flight requests finish."""
 
     # API.
     host: str = "127.0.0.1"

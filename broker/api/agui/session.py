@@ -91,6 +91,10 @@ class AguiSession:
             metadata=meta,
         )
 
+    def started_event(self) -> RunStartedEvent:
+        """RUN_STARTED for a stream that has nothing else to say first (an error)."""
+        return self._started(None)
+
     def _finished(self, outcome: dict[str, Any] | None) -> RunFinishedEvent:
         body: dict[str, Any] = {
             "type": EventType.RUN_FINISHED,

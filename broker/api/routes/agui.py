@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from ag_ui.core import RunAgentInput
+from ag_ui.core import EventType, RunAgentInput, RunErrorEvent
 from ag_ui.encoder import EventEncoder
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -75,8 +75,21 @@ async def run_agent(
     )
 
     async def body() -> AsyncIterator[str]:
-        async for event in session.events():
-            yield ": keep-alive\n\n" if event is None else encoder.encode(event)
+        started = False
+        try:
+            async for event in session.events():
+                started = started or getattr(event, "type", None) == EventType.RUN_STARTED
+                yield ": keep-alive\n\n" if event is None else encoder.encode(event)
+        except Exception as exc:
+            # Redis went away or the API is draining: RUN_ERROR, and a retry hint; the
+            # same request sent again shows where the thread stands
+            error = errors.unavailable(exc)
+            if error is None:
+                raise
+            if not started:
+                yield encoder.encode(session.started_event())
+            failed = RunErrorEvent(type=EventType.RUN_ERROR, code=error.code, message=error.message)
+            yield f"retry: {errors.RETRY_AFTER_S * 1000}\n" + encoder.encode(failed)
 
     return StreamingResponse(
         body(),

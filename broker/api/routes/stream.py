@@ -23,6 +23,7 @@ from broker.api.events import (
     replay,
 )
 from broker.api.openapi import EVENT_ID_PATTERN, REDIS, SCOPE, error_responses, sse
+from broker.api.outage import ws_error_frame
 from broker.core import auth, errors
 from broker.core.codec import dumps
 
@@ -35,6 +36,13 @@ DEFAULT_KINDS = ("run", "interrupt")
 
 def _sse(eid: str, event: dict[str, Any]) -> str:
     return f"id: {eid}\nevent: {event['type']}\ndata: {dumps({'id': eid, **event})}\n\n"
+
+
+def sse_hint(error: errors.BrokerError, resume_from: str) -> str:
+    """The last SSE event of a stream cut short by an outage or a drain: an ``error``
+    event naming where to resume, and ``retry:`` (ms) for EventSource's reconnect."""
+    data = {"code": error.code, "message": error.message, "resume_from": resume_from}
+    return f"retry: {errors.RETRY_AFTER_S * 1000}\nevent: error\ndata: {dumps(data)}\n\n"
 
 
 @router.get(
@@ -71,22 +79,30 @@ async def run_events(
             return StreamingResponse(iter(()), media_type="text/event-stream")
 
     async def body() -> AsyncIterator[str]:
-        async for item in follow_run(
-            store.r,
-            hub,
-            store.keys.run_events(run_id),
-            run_id,
-            cursor,
-            until=TERMINAL_EVENTS,
-            queue_max=settings.subscriber_queue_max,
-            heartbeat_s=settings.sse_heartbeat_s,
-        ):
-            if item is None:
-                if await request.is_disconnected():
-                    return
-                yield ": keep-alive\n\n"
-                continue
-            yield _sse(*item)
+        last = cursor
+        try:
+            async for item in follow_run(
+                store.r,
+                hub,
+                store.keys.run_events(run_id),
+                run_id,
+                cursor,
+                until=TERMINAL_EVENTS,
+                queue_max=settings.subscriber_queue_max,
+                heartbeat_s=settings.sse_heartbeat_s,
+            ):
+                if item is None:
+                    if await request.is_disconnected():
+                        return
+                    yield ": keep-alive\n\n"
+                    continue
+                last = item[0]
+                yield _sse(*item)
+        except Exception as exc:
+            error = errors.unavailable(exc)
+            if error is None:
+                raise
+            yield sse_hint(error, last)
 
     return StreamingResponse(
         body(),
@@ -166,15 +182,18 @@ async def ws(
         kinds=kinds,
         visible=principal.agents,
     )
-    sub = await hub.subscribe(match, settings.subscriber_queue_max)
-    receiver = asyncio.create_task(_drain_client(websocket))
     # the position the client has seen: its cursor, or (live only) the stream's end when
     # it subscribed, so an event the hub hands over late is neither lost nor repeated
-    if since and since != "$":
-        last = since if since != "0" else "0-0"
-    else:
-        last = await last_id(store.r, store.keys.events)
+    last: str | None = (since if since != "0" else "0-0") if since and since != "$" else None
     try:
+        sub = await hub.subscribe(match, settings.subscriber_queue_max)
+    except Exception as exc:
+        await _ws_unavailable(websocket, exc, last)
+        return
+    receiver = asyncio.create_task(_drain_client(websocket))
+    try:
+        if last is None:
+            last = await last_id(store.r, store.keys.events)
         if since and since != "$":
             oldest = await first_id(store.r, store.keys.events)
             if since not in ("0", "0-0") and oldest and after(oldest, since):
@@ -188,6 +207,7 @@ async def ws(
                     )
                 )
             async for eid, event in replay(store.r, store.keys.events, since, match):
+                sub.check()
                 last = eid
                 await websocket.send_text(dumps({"id": eid, **event}))
         await websocket.send_text(dumps({"type": "live", "id": last}))
@@ -216,11 +236,24 @@ async def ws(
             await websocket.send_text(dumps({"id": eid, **event}))
     except (WebSocketDisconnect, RuntimeError):
         pass
+    except Exception as exc:
+        await _ws_unavailable(websocket, exc, last)
     finally:
         hub.unsubscribe(sub)
         receiver.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await receiver
+
+
+async def _ws_unavailable(websocket: WebSocket, exc: Exception, last: str | None) -> None:
+    """An outage or a drain: an error frame naming where to resume, then close code 1013
+    ("try again later"); any other error goes on to the server."""
+    error = errors.unavailable(exc)
+    if error is None:
+        raise exc
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+        await websocket.send_text(ws_error_frame(error, last))
+        await websocket.close(code=1013, reason=error.code)
 
 
 async def _drain_client(websocket: WebSocket) -> None:
