@@ -165,7 +165,7 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/redoc"): OPEN,
     ("MOUNT", "/static"): OPEN,
 }
-LINK_PAGES = {"valid": 200, "tampered": 400, "resigned": 400, "missing": 404, "choice": 400}
+LINK_PAGES = {"valid": 200, "tampered": 404, "resigned": 404, "missing": 404, "choice": 400}
 
 
 def target_agent(target: str) -> str | None:
