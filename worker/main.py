@@ -20,7 +20,7 @@ from arq.worker import func
 from agent.registry import load_registry
 from broker.core import config
 from broker.core.codec import now_ms
-from broker.core.connections import queue_pool, redis_client
+from broker.core.connections import queue_pool, redis_client, watch_primary
 from broker.core.keys import Keys
 from broker.core.saver import RedisCheckpointSaver
 from broker.core.settings import Settings, get_settings
@@ -66,7 +66,9 @@ async def startup(ctx: dict[str, Any]) -> None:
         webhook_config=webhook_config,
         http=httpx.AsyncClient(trust_env=False, follow_redirects=False),
     )
+    watcher = watch_primary(settings)  # under Sentinel: leave a replaced primary at once
     ctx["background"] = [
+        *([watcher] if watcher is not None else []),
         asyncio.create_task(_heartbeat(ctx)),
         asyncio.create_task(reconciler.loop(store, ctx["redis"], ctx["worker_id"])),
         asyncio.create_task(deadlines.loop(store, ctx["redis"], ctx["worker_id"])),

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.registry import load_registry
@@ -29,7 +30,7 @@ from broker.api.routes import (
 )
 from broker.api.threads import ThreadStates
 from broker.core import config, errors
-from broker.core.connections import queue_pool, redis_client
+from broker.core.connections import queue_pool, redis_client, watch_primary
 from broker.core.keys import Keys
 from broker.core.saver import RedisCheckpointSaver
 from broker.core.settings import Settings, get_settings
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         keys = Keys(settings.key_prefix)
+        watcher = watch_primary(settings)
         client = redis_client(settings)
         queue = queue_pool(settings, keys.queue)
         app.state.settings = settings
@@ -70,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
             await app.state.hub.stop()
             await hub_client.aclose()
             await saver_client.aclose()
@@ -92,6 +96,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(errors.BrokerError)
     async def broker_error(_: Request, exc: errors.BrokerError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status_code)
+
+    @app.exception_handler(RedisError)
+    async def redis_error(_: Request, exc: RedisError) -> JSONResponse:
+        # no primary, a demoted one, a failover under way: the client retries
+        log.warning("Redis unavailable: %s", exc)
+        return _error(503, "redis_unavailable", errors.REDIS_UNAVAILABLE_MESSAGE)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

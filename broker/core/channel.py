@@ -94,7 +94,7 @@ async def cancel(store: Store, queue: ArqRedis, run_id: str) -> dict[str, Any]:
     """Cancels an unfinished run, closes its pending interrupts, and stops the attempt
     executing it; returns the run."""
     job_id = await store.stop_run(run_id, RunStatus.CANCELLED)
-    await abort_job(queue, job_id)
+    await abort_job(queue, store, job_id)
     return await store.get_run(run_id)
 
 
@@ -182,7 +182,7 @@ async def expire(store: Store, queue: ArqRedis, interrupt_id: str, now: int) -> 
     if end is None:
         await enqueue_advance(queue, store, run_id, f"expiry:{interrupt_id}")
     else:
-        await abort_job(queue, job_id)  # a worker executing the run stops it
+        await abort_job(queue, store, job_id)  # a worker executing the run stops it
     return True
 
 

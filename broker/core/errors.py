@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 
 class BrokerError(Exception):
@@ -142,6 +143,21 @@ class ThreadNotFound(BrokerError):
 
     status_code = 404
     code = "thread_not_found"
+
+
+class RedisUnavailable(BrokerError, RedisError):
+    """Redis did not take the change durably: no primary, a demoted one, or too few
+    replicas confirmed it in time. The change may or may not have been kept. A
+    ``RedisError`` too, so the worker treats it as infrastructure (the job is retried)."""
+
+    status_code = 503
+    code = "redis_unavailable"
+
+
+REDIS_UNAVAILABLE_MESSAGE = (
+    "Redis is unavailable (a failover may be under way); the request may or may not "
+    "have taken effect. Retry shortly, with the same Idempotency-Key where it changes state."
+)
 
 
 def validation_message(exc: ValidationError) -> str:

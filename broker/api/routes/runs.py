@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker.api import visibility
@@ -34,8 +34,10 @@ async def start_run(
     registry: RegistryDep,
     settings: SettingsDep,
     principal: RunWriter,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> dict[str, Any]:
-    """Starts a run of an agent on a thread (a new thread unless one is given)."""
+    """Starts a run of an agent on a thread (a new thread unless one is given). With an
+    ``Idempotency-Key``, a retry gets the original response and starts no second run."""
     body = await read_json(request, StartRun, settings.max_input_bytes)
     known = sorted(a for a in registry if principal.sees(a))
     if body.agent_id not in known:
@@ -47,7 +49,14 @@ async def start_run(
         # a thread's checkpoints hold its conversation: never let another agent read it
         if not await store.thread_agents(body.thread_id) <= principal.agents:
             raise errors.ThreadNotFound(f"no thread {body.thread_id!r} for this API key")
-    run = await store.create_run(body.agent_id, body.thread_id, body.input, body.metadata)
+    run = await store.create_run(
+        body.agent_id,
+        body.thread_id,
+        body.input,
+        body.metadata,
+        idempotency_key=idempotency_key,
+    )
+    # queued again on a replay too: a first call that died before queueing loses nothing
     await enqueue_advance(queue, store, run.id, "start")
     return {"run_id": run.id, "thread_id": run.thread_id, "status": run.status.value}
 
