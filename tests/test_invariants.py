@@ -93,12 +93,13 @@ def test_a_resume_job_delivered_twice_runs_the_graph_once(
 
     # deliver the same job again, as a redelivery after a lost acknowledgement would
     async def redeliver() -> None:
-        from arq.connections import RedisSettings, create_pool
+        from broker.core.connections import queue_pool
+        from broker.core.keys import Keys
+        from broker.core.settings import Settings
 
-        pool = await create_pool(
-            RedisSettings.from_dsn(redis_url),
-            default_queue_name=f"{broker.env['BROKER_KEY_PREFIX']}:queue",
-        )
+        # the API's own pool: arq's keys under the deployment's prefix
+        prefix = broker.env["BROKER_KEY_PREFIX"]
+        pool = queue_pool(Settings(redis_url=redis_url, key_prefix=prefix), Keys(prefix).queue)
         try:
             for n in range(2):
                 job = await pool.enqueue_job(

@@ -1,0 +1,216 @@
+"""The broker on a Sentinel-managed Redis: everything works through a
+``redis+sentinel://`` URL, and a failover (graceful, or a crash of the primary) loses
+nothing the broker acknowledged.
+
+Each test has its own primary, two replicas and three sentinels (tests/sentinel_cluster.py,
+``min-replicas-to-write 1`` on the data nodes), and the API plus two workers on them.
+``BROKER_TEST_FAILOVER_RUNS`` sets how many runs are in flight (default 60; bench/failover.py
+drives 200 and prints the recovery times).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.failover_load import Ledger, drive, final_answers, report
+from tests.flow import next_interrupt, start, wait_status
+from tests.harness import Broker, wait_until
+from tests.sentinel_cluster import SentinelCluster
+from tests.servers import RedisServer
+
+pytestmark = pytest.mark.slow
+
+RUNS = int(os.environ.get("BROKER_TEST_FAILOVER_RUNS", "60"))
+PREFIX = "ibsent"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[SentinelCluster]:
+    c = SentinelCluster(tmp_path / "redis")
+    try:
+        yield c.start()
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def counts(tmp_path: Path) -> Iterator[RedisServer]:
+    """The counters of tests/graphs.py, on a server outside the failover."""
+    server = RedisServer(tmp_path / "counts")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def deployment(
+    cluster: SentinelCluster, counts: RedisServer, logdir: Path, **env: str
+) -> Iterator[Broker]:
+    broker = Broker(
+        cluster.url,
+        PREFIX,
+        logdir,
+        TEST_COUNTS_URL=counts.url,
+        BROKER_RECONCILE_INTERVAL_S="1",
+        BROKER_RECONCILE_GRACE_S="3",
+        BROKER_THREAD_LOCK_TTL_S="5",
+        **env,
+    )
+    try:
+        broker.start_worker()
+        broker.start_worker()
+        broker.start_api()
+        broker.wait_ready()
+        yield broker
+    finally:
+        broker.stop()
+
+
+def _count(counts: RedisServer, what: str, thread_id: str) -> int:
+    client = counts.client()
+    try:
+        return int(client.get(f"{PREFIX}:test:{what}:{thread_id}") or 0)
+    finally:
+        client.close()
+
+
+def test_everything_works_through_a_sentinel_url(
+    cluster: SentinelCluster, counts: RedisServer, tmp_path: Path
+) -> None:
+    with deployment(cluster, counts, tmp_path) as broker, httpx.Client(
+        base_url=broker.url, timeout=30
+    ) as api:
+        primary = cluster.node(cluster.primary_port() or 0).client(decode_responses=True)
+        # both workers wait for wake-ups on the primary's channel
+        assert primary.pubsub_numsub(f"{PREFIX}:wake") == [(f"{PREFIX}:wake", 2)]
+        run = start(api, "counter", {})
+        # the run, and arq's job for it, are under the prefix on the primary
+        assert primary.exists(f"{PREFIX}:run:{run['run_id']}")
+        interrupt = next_interrupt(api, run["run_id"])  # worker, saver, arq queue
+        assert api.post(
+            f"/interrupts/{interrupt['id']}/resolve", json={"value": True}
+        ).status_code == 200
+        # the event hub (XREAD) follows the run to its end over SSE
+        with api.stream("GET", f"/runs/{run['run_id']}/events") as events:
+            kinds = [
+                line.removeprefix("event: ")
+                for line in events.iter_lines()
+                if line.startswith("event: ")
+            ]
+        assert kinds[-1] == "run.succeeded", kinds
+        wait_status(api, run["run_id"], "succeeded")
+        thread = run["thread_id"]
+        assert (_count(counts, "answered", thread), _count(counts, "after", thread)) == (1, 1)
+        primary.close()
+
+
+def test_a_write_no_replica_confirms_is_503_and_its_retry_is_safe(
+    cluster: SentinelCluster, counts: RedisServer, tmp_path: Path
+) -> None:
+    with deployment(cluster, counts, tmp_path) as broker, httpx.Client(
+        base_url=broker.url, timeout=30
+    ) as api:
+        replicas = [n for n in cluster.nodes if n.port != cluster.primary_port()]
+        body = {"agent_id": "counter", "input": {}}
+        headers = {"Idempotency-Key": "start-once"}
+        for r in replicas:
+            r.pause()  # in touch a few seconds more (min-replicas-max-lag), but no ACKs
+        try:
+            refused = api.post("/runs", json=body, headers=headers)
+        finally:
+            for r in replicas:
+                r.resume()
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "redis_unavailable"
+        assert "may or may not" in refused.json()["error"]["message"]
+        # the write was made on the primary; the retry gets it, and starts nothing new
+        first = api.post("/runs", json=body, headers=headers)
+        again = api.post("/runs", json=body, headers=headers)
+        assert first.status_code == again.status_code == 202
+        assert first.json() == again.json()
+        other = api.post("/runs", json={**body, "input": {"x": 1}}, headers=headers)
+        assert other.status_code == 422
+        assert other.json()["error"]["code"] == "idempotency_key_reused"
+        listed = api.get("/runs", params={"agent_id": "counter"}).json()["items"]
+        assert [r["run_id"] for r in listed] == [first.json()["run_id"]]
+
+
+def _check(ledger: Ledger, broker: Broker, counts: RedisServer) -> None:
+    assert not ledger.unexpected, ledger.unexpected[:5]
+    assert len(ledger.runs) == RUNS
+    assert not ledger.vanished, f"acknowledged runs that 404ed: {sorted(ledger.vanished)[:5]}"
+    assert not ledger.reasked, f"answered, then pending again: {sorted(ledger.reasked)[:5]}"
+    assert not ledger.double_wins, f"two answers accepted: {ledger.double_wins[:5]}"
+    assert ledger.ended == {run_id: "succeeded" for run_id in ledger.runs}
+    assert len(ledger.answered) == RUNS
+    final = asyncio.run(final_answers(broker.url, ledger))
+    lost = [
+        iid
+        for iid, h in final.items()
+        if h.get("status") != "resolved" or h["resolution"]["value"] != ledger.answered[iid]
+    ]
+    assert not lost, f"acknowledged answers not applied: {lost[:5]}"
+    # the node after the interrupt ran once per run; so did the resumed one
+    twice = [
+        t
+        for t in ledger.runs.values()
+        if (_count(counts, "answered", t), _count(counts, "after", t)) != (1, 1)
+    ]
+    assert not twice, f"threads whose nodes did not run exactly once: {twice[:5]}"
+    listed = httpx.get(f"{broker.url}/runs", params={"limit": 500}, timeout=30).json()["items"]
+    assert len(listed) == RUNS  # retried starts made no second run
+    for w in broker.workers:
+        assert w.p.poll() is None, f"a worker exited:\n{w.output()[-3000:]}"
+
+
+async def _switched(cluster: SentinelCluster, old: int, ledger: Ledger) -> None:
+    while (await asyncio.to_thread(cluster.primary_port)) in (old, None):
+        await asyncio.sleep(0.05)
+    ledger.switched_at = time.monotonic()
+
+
+def test_a_graceful_failover_loses_no_acknowledged_work(
+    cluster: SentinelCluster, counts: RedisServer, tmp_path: Path
+) -> None:
+    ledger = Ledger()
+    old = cluster.primary.port
+
+    async def fault() -> None:
+        ledger.failover_at = await asyncio.to_thread(cluster.failover)
+        await _switched(cluster, old, ledger)
+
+    with deployment(cluster, counts, tmp_path) as broker:
+        asyncio.run(drive(broker.url, RUNS, fault=fault, fault_after=RUNS // 3, ledger=ledger))
+        print("\n" + report(ledger, "SENTINEL FAILOVER"))
+        _check(ledger, broker, counts)
+        # the old primary rejoined as a replica of the new one
+        wait_until(lambda: cluster.in_sync(2), "the old primary to rejoin as a replica")
+
+
+def test_a_crashed_primary_loses_no_acknowledged_work(
+    cluster: SentinelCluster, counts: RedisServer, tmp_path: Path
+) -> None:
+    ledger = Ledger()
+    old = cluster.primary.port
+
+    async def fault() -> None:
+        ledger.failover_at = time.monotonic()
+        cluster.primary.crash()
+        await _switched(cluster, old, ledger)
+
+    with deployment(cluster, counts, tmp_path) as broker:
+        asyncio.run(drive(broker.url, RUNS, fault=fault, fault_after=RUNS // 3, ledger=ledger))
+        print("\n" + report(ledger, "SIGKILL of the primary"))
+        _check(ledger, broker, counts)
+        with contextlib.suppress(redis.RedisError):
+            assert cluster.primary_port() != old
