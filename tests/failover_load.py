@@ -149,6 +149,7 @@ async def drive(
     poll_s: float = 0.5,
     deadline_s: float = 240.0,
     ledger: Ledger | None = None,
+    verbose: bool = False,
 ) -> Ledger:
     """``runs`` runs started over ``spread_s``; ``fault`` is awaited once ``fault_after``
     of them were acknowledged (it sets the ledger's failover times itself)."""
@@ -160,6 +161,18 @@ async def drive(
         async def later(n: int) -> None:
             await asyncio.sleep(spread_s * n / runs)
             await drive_run(client, ledger, n, deadline, poll_s)
+
+        async def progress() -> None:
+            while ledger.all_done_at is None and verbose:
+                await asyncio.sleep(2)
+                print(
+                    f"  runs {len(ledger.runs)} answered {len(ledger.answered)} "
+                    f"ended {len(ledger.ended)} retried {ledger.retried} "
+                    f"vanished {len(ledger.vanished)} reasked {len(ledger.reasked)}",
+                    flush=True,
+                )
+
+        asyncio.get_running_loop().create_task(progress())
 
         async def trigger() -> None:
             while len(ledger.runs) < fault_after and time.monotonic() < deadline:

@@ -3,15 +3,18 @@ private redis-server processes on free loopback ports (tests/servers.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
 
-from tests.harness import free_port, wait_until
+from tests.harness import Broker, wait_until
 from tests.servers import RedisServer
 
 MASTER = "brokermaster"
+PREFIX = "ibsent"
 # Redis-side durability, as the README recommends: a primary without a replica that
 # is in touch refuses writes, so a demoted or isolated one cannot take any.
 DATA_ARGS = ("--min-replicas-to-write", "1", "--min-replicas-max-lag", "5")
@@ -117,3 +120,37 @@ class SentinelCluster:
         finally:
             client.close()
 
+
+@contextlib.contextmanager
+def deployment(
+    cluster: SentinelCluster, counts: RedisServer, logdir: Path, **env: str
+) -> Iterator[Broker]:
+    """The API and two workers on the cluster's ``redis+sentinel://`` URL; the test
+    graphs count on ``counts``, a server outside the failover."""
+    broker = Broker(
+        cluster.url,
+        PREFIX,
+        logdir,
+        TEST_COUNTS_URL=counts.url,
+        BROKER_RECONCILE_INTERVAL_S="1",
+        BROKER_RECONCILE_GRACE_S="3",
+        BROKER_THREAD_LOCK_TTL_S="5",
+        **env,
+    )
+    try:
+        broker.start_worker()
+        broker.start_worker()
+        broker.start_api()
+        broker.wait_ready()
+        yield broker
+    finally:
+        broker.stop()
+
+
+def count(counts: RedisServer, what: str, thread_id: str) -> int:
+    """How often the test graph's ``what`` step ran on ``thread_id``."""
+    client = counts.client()
+    try:
+        return int(client.get(f"{PREFIX}:test:{what}:{thread_id}") or 0)
+    finally:
+        client.close()

@@ -24,13 +24,12 @@ import redis
 from tests.failover_load import Ledger, drive, final_answers, report
 from tests.flow import next_interrupt, start, wait_status
 from tests.harness import Broker, wait_until
-from tests.sentinel_cluster import SentinelCluster
+from tests.sentinel_cluster import PREFIX, SentinelCluster, count, deployment
 from tests.servers import RedisServer
 
 pytestmark = pytest.mark.slow
 
 RUNS = int(os.environ.get("BROKER_TEST_FAILOVER_RUNS", "60"))
-PREFIX = "ibsent"
 
 
 @pytest.fixture
@@ -52,44 +51,13 @@ def counts(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
-@contextlib.contextmanager
-def deployment(
-    cluster: SentinelCluster, counts: RedisServer, logdir: Path, **env: str
-) -> Iterator[Broker]:
-    broker = Broker(
-        cluster.url,
-        PREFIX,
-        logdir,
-        TEST_COUNTS_URL=counts.url,
-        BROKER_RECONCILE_INTERVAL_S="1",
-        BROKER_RECONCILE_GRACE_S="3",
-        BROKER_THREAD_LOCK_TTL_S="5",
-        **env,
-    )
-    try:
-        broker.start_worker()
-        broker.start_worker()
-        broker.start_api()
-        broker.wait_ready()
-        yield broker
-    finally:
-        broker.stop()
-
-
-def _count(counts: RedisServer, what: str, thread_id: str) -> int:
-    client = counts.client()
-    try:
-        return int(client.get(f"{PREFIX}:test:{what}:{thread_id}") or 0)
-    finally:
-        client.close()
-
-
 def test_everything_works_through_a_sentinel_url(
     cluster: SentinelCluster, counts: RedisServer, tmp_path: Path
 ) -> None:
-    with deployment(cluster, counts, tmp_path) as broker, httpx.Client(
-        base_url=broker.url, timeout=30
-    ) as api:
+    with (
+        deployment(cluster, counts, tmp_path) as broker,
+        httpx.Client(base_url=broker.url, timeout=30) as api,
+    ):
         primary = cluster.node(cluster.primary_port() or 0).client(decode_responses=True)
         # both workers wait for wake-ups on the primary's channel
         assert primary.pubsub_numsub(f"{PREFIX}:wake") == [(f"{PREFIX}:wake", 2)]
@@ -97,9 +65,10 @@ def test_everything_works_through_a_sentinel_url(
         # the run, and arq's job for it, are under the prefix on the primary
         assert primary.exists(f"{PREFIX}:run:{run['run_id']}")
         interrupt = next_interrupt(api, run["run_id"])  # worker, saver, arq queue
-        assert api.post(
-            f"/interrupts/{interrupt['id']}/resolve", json={"value": True}
-        ).status_code == 200
+        assert (
+            api.post(f"/interrupts/{interrupt['id']}/resolve", json={"value": True}).status_code
+            == 200
+        )
         # the event hub (XREAD) follows the run to its end over SSE
         with api.stream("GET", f"/runs/{run['run_id']}/events") as events:
             kinds = [
@@ -110,16 +79,17 @@ def test_everything_works_through_a_sentinel_url(
         assert kinds[-1] == "run.succeeded", kinds
         wait_status(api, run["run_id"], "succeeded")
         thread = run["thread_id"]
-        assert (_count(counts, "answered", thread), _count(counts, "after", thread)) == (1, 1)
+        assert (count(counts, "answered", thread), count(counts, "after", thread)) == (1, 1)
         primary.close()
 
 
 def test_a_write_no_replica_confirms_is_503_and_its_retry_is_safe(
     cluster: SentinelCluster, counts: RedisServer, tmp_path: Path
 ) -> None:
-    with deployment(cluster, counts, tmp_path) as broker, httpx.Client(
-        base_url=broker.url, timeout=30
-    ) as api:
+    with (
+        deployment(cluster, counts, tmp_path) as broker,
+        httpx.Client(base_url=broker.url, timeout=30) as api,
+    ):
         replicas = [n for n in cluster.nodes if n.port != cluster.primary_port()]
         body = {"agent_id": "counter", "input": {}}
         headers = {"Idempotency-Key": "start-once"}
@@ -164,7 +134,7 @@ def _check(ledger: Ledger, broker: Broker, counts: RedisServer) -> None:
     twice = [
         t
         for t in ledger.runs.values()
-        if (_count(counts, "answered", t), _count(counts, "after", t)) != (1, 1)
+        if (count(counts, "answered", t), count(counts, "after", t)) != (1, 1)
     ]
     assert not twice, f"threads whose nodes did not run exactly once: {twice[:5]}"
     listed = httpx.get(f"{broker.url}/runs", params={"limit": 500}, timeout=30).json()["items"]

@@ -4,7 +4,7 @@ Redis replicates asynchronously, so a primary that fails (or is demoted by Senti
 can take its last writes with it. A write the broker acknowledges (a 2xx, an event a
 client reads as final) is therefore followed, on the same connection, by
 ``WAIT <replicas> <timeout>``: Redis answers how many replicas hold everything that
-connection wrote. Fewer than ``BROKER_REDIS_MIN_REPLICAS`` in
+connection wrote. Fewer than needed (below) in
 ``BROKER_REDIS_WAIT_TIMEOUT_MS`` raises ``RedisUnavailable`` (503 ``redis_unavailable``):
 the change may or may not survive, and a retry with the same ``Idempotency-Key`` is safe.
 
@@ -16,6 +16,8 @@ before it (the checkpoints a worker saved before it recorded the interrupt, say)
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,6 +31,8 @@ from broker.core.connections import SENTINEL_SCHEMES
 from broker.core.primary import note_demoted
 from broker.core.settings import Settings
 
+SAMPLE_EVERY_S = 1.0
+
 
 def min_replicas(settings: Settings) -> int:
     """Replicas that must confirm a write: the setting, or 1 under Sentinel, 0 otherwise."""
@@ -39,66 +43,93 @@ def min_replicas(settings: Settings) -> int:
 
 
 class Durability:
-    """How one store's writes wait for replicas (nothing to wait for when ``replicas`` is 0)."""
+    """How one store's writes wait for replicas (nothing to wait for when the floor is 0).
+
+    Each write waits for every replica the primary had online within the last
+    ``BROKER_REDIS_REPLICA_MEMORY_S`` (sampled with ``INFO replication`` on the write's
+    own connection, at most once a second), and never fewer than
+    ``BROKER_REDIS_MIN_REPLICAS``. Waiting for all of them is what makes a graceful
+    failover safe: once Sentinel promotes one replica, the old primary still has the
+    others for a moment, and a write only they confirmed would be lost when they
+    resync from the new one; that write now gets too few confirmations, and a 503.
+    """
 
     def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
         self.r = redis
-        self.replicas = min_replicas(settings)
+        self.floor = min_replicas(settings)
         self.timeout_ms = settings.redis_wait_timeout_ms
+        self.memory_s = settings.redis_replica_memory_s
+        self._seen: deque[tuple[float, int]] = deque()
+        self._sampled_at = -SAMPLE_EVERY_S
+
+    @property
+    def replicas(self) -> int:
+        """Replicas the next write waits for."""
+        if not self.floor:
+            return 0
+        cutoff = time.monotonic() - self.memory_s
+        while self._seen and self._seen[0][0] < cutoff:
+            self._seen.popleft()
+        return max([self.floor, *(n for _, n in self._seen)])
 
     async def script(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Runs ``script`` and, when replicas are required, WAITs for them on its connection."""
-        if not self.replicas:
+        if not self.floor:
             return await script(keys=list(keys), args=list(args))
         for _ in range(2):
-            async with self.r.pipeline(transaction=False) as pipe:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-                self._wait(pipe)
-                res, acked = await pipe.execute(raise_on_error=False)
+            [res] = await self._run(lambda pipe: pipe.evalsha(script.sha, len(keys), *keys, *args))
             if isinstance(res, NoScriptError):
                 # a new primary after a failover has an empty script cache
                 await self.r.script_load(script.script)
                 continue
-            self._check(res, acked)
+            if isinstance(res, Exception):
+                raise res
             return res
         raise errors.RedisUnavailable("Redis refused to load the broker's scripts; retry")
 
     async def commands(self, build: Callable[[Pipeline], Any]) -> list[Any]:
         """Runs the commands ``build`` queues on a pipeline, then WAITs; their replies."""
-        async with self.r.pipeline(transaction=False) as pipe:
-            build(pipe)
-            if self.replicas:
-                self._wait(pipe)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        if self.replicas:
-            *replies, acked = replies
-            for reply in replies:
-                self._check(reply, acked)
-        else:
-            for reply in replies:
-                self._check(reply, self.replicas)
+        replies = await self._run(build)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
         return replies
 
-    def _wait(self, pipe: Pipeline) -> None:
-        pipe.execute_command("WAIT", self.replicas, self.timeout_ms)
-
-    def _check(self, reply: Any, acked: Any) -> None:
-        if isinstance(reply, Exception):
-            if "NOREPLICAS" in str(reply):
-                # min-replicas-to-write refused it: an isolated or demoted primary
+    async def _run(self, build: Callable[[Pipeline], Any]) -> list[Any]:
+        needed = self.replicas
+        sample = bool(self.floor) and time.monotonic() - self._sampled_at >= SAMPLE_EVERY_S
+        async with self.r.pipeline(transaction=False) as pipe:
+            build(pipe)
+            queued = len(pipe)
+            if needed:
+                pipe.execute_command("WAIT", needed, self.timeout_ms)
+            if sample:
+                pipe.info("replication")
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        if sample and isinstance(replies[-1], dict):
+            self._sampled_at = time.monotonic()
+            self._seen.append((self._sampled_at, _online(replies[-1])))
+        if needed:
+            acked = replies[queued]
+            if isinstance(acked, Exception):
+                raise acked
+            if int(acked) < needed:
                 note_demoted(self.r)
                 raise errors.RedisUnavailable(
-                    "Redis refused the write: its primary has too few replicas "
-                    "(min-replicas-to-write); nothing was changed, retry shortly"
-                ) from reply
-            raise reply
-        if isinstance(acked, Exception):
-            raise acked
-        if int(acked) < self.replicas:
-            note_demoted(self.r)
-            raise errors.RedisUnavailable(
-                f"Redis did not confirm the change on {self.replicas} replica(s) within "
-                f"{self.timeout_ms} ms (a failover may be under way): it may or may not "
-                "have been kept. Retry with the same Idempotency-Key; a retry never "
-                "applies it twice."
-            )
+                    f"Redis did not confirm the change on {needed} replica(s) within "
+                    f"{self.timeout_ms} ms (a failover may be under way): it may or may not "
+                    "have been kept. Retry with the same Idempotency-Key; a retry never "
+                    "applies it twice."
+                )
+        return replies[:queued]
+
+
+def _online(info: dict[str, Any]) -> int:
+    """Replicas of a primary that are streaming (not still syncing); 0 on a replica."""
+    if info.get("role") != "master":
+        return 0
+    return sum(
+        1
+        for name, value in info.items()
+        if name.startswith("slave") and isinstance(value, dict) and value.get("state") == "online"
+    )

@@ -5,16 +5,18 @@ queue, the wake-up listener) uses ``PrimaryPool``. Its connections:
 
 - verify the node's ``ROLE`` when they connect, so a connection never opens on a replica
   (the sentinels may still name a primary that was just demoted);
-- on ``READONLY`` (the node was demoted to a replica) drop not only themselves but mark
-  the whole pool stale: every other connection is closed before its next use, and the
-  next connect asks the sentinels again;
+- on ``READONLY`` (the node was demoted to a replica) or ``NOREPLICAS`` (with
+  ``min-replicas-to-write``, a primary cut off from its replicas) raise
+  ``ConnectionError`` and drop not only themselves but mark the whole pool stale:
+  every other connection is closed before its next use, and the next connect asks
+  the sentinels again;
 - are dropped too when ``watch_primary`` sees the sentinels name another primary, or
   when a write's replicas did not confirm it (``broker/core/durable.py``).
 
 A primary demoted by a graceful failover keeps its role for a few seconds and would
-take writes on connections already open; those writes find no replica to confirm them
-(and with ``min-replicas-to-write`` on the Redis side, it refuses them outright), so
-they are never acknowledged, and the pools move on.
+take writes on connections already open; those writes find too few replicas to
+confirm them (and with ``min-replicas-to-write`` on the Redis side, it refuses them
+outright), so they are never acknowledged, and the pools move on.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from typing import Any
+from typing import Any, NoReturn
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import SSLConnection
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
-from redis.exceptions import ConnectionError, ReadOnlyError
+from redis.exceptions import ConnectionError, ReadOnlyError, ResponseError
 from redis.utils import str_if_bytes
 
 log = logging.getLogger("broker.core.primary")
@@ -55,14 +57,23 @@ class PrimaryConnection(SentinelManagedConnection):
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await super(SentinelManagedConnection, self).read_response(*args, **kwargs)
+            response = await super(SentinelManagedConnection, self).read_response(*args, **kwargs)
         except ReadOnlyError:
             if not self.connection_pool.is_master:
                 raise
             # the node was demoted: every connection of this pool is on a replica now
-            await self.disconnect()
-            self.connection_pool.mark_stale()
-            raise ConnectionError("the primary was demoted to a replica") from None
+            await self._leave("the primary was demoted to a replica")
+        except ResponseError as exc:
+            if not self.connection_pool.is_master or not str(exc).startswith("NOREPLICAS"):
+                raise
+            # min-replicas-to-write: a primary cut off from its replicas, or demoted
+            await self._leave("the primary has too few replicas to take writes (NOREPLICAS)")
+        return response
+
+    async def _leave(self, why: str) -> NoReturn:
+        await self.disconnect()
+        self.connection_pool.mark_stale()
+        raise ConnectionError(why)
 
 
 class PrimarySSLConnection(PrimaryConnection, SSLConnection):

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     redis_min_replicas: Annotated[int, Field(ge=0)] | None = None
     redis_wait_timeout_ms: PositiveInt = 1000
     """How long a write waits for its replicas before the caller gets a 503."""
+    redis_replica_memory_s: Annotated[float, Field(ge=0)] = 10.0
+    """A write waits for every replica the primary had online this recently (0: only
+    for ``redis_min_replicas``)."""
     redis_sentinel_poll_s: Positive = 0.5
     """How often each process asks the sentinels which node is the primary."""
 
