@@ -31,6 +31,9 @@ class Ledger:
     vanished: set[str] = field(default_factory=set)  # acknowledged runs that 404ed
     reasked: set[str] = field(default_factory=set)  # answered interrupts pending again
     ended: dict[str, str] = field(default_factory=dict)  # run id -> final status
+    # questions a client saw that a failover took back before Redis confirmed them (the
+    # answer got 404 and the run asked again): never acknowledged, so not a loss
+    withdrawn: set[str] = field(default_factory=set)
     unexpected: list[str] = field(default_factory=list)
     retried: int = 0  # 503s and connection errors that were retried
     failover_at: float | None = None
@@ -93,6 +96,8 @@ async def _answer(
                 ledger.double_wins.append(iid)
             ledger.answered[iid] = value
             ledger.answer_runs[iid] = run_id
+        elif r.status_code == 404 and iid not in ledger.answered:
+            ledger.withdrawn.add(iid)
         elif r.status_code != 409:
             ledger.unexpected.append(f"resolve {iid}: {r.status_code} {r.text[:200]}")
 
@@ -199,7 +204,8 @@ def report(ledger: Ledger, label: str) -> str:
 
     return (
         f"{label}: {len(ledger.runs)} runs, {len(ledger.answered)} answers acknowledged, "
-        f"{ledger.retried} retried requests\n"
+        f"{ledger.retried} retried requests, {len(ledger.withdrawn)} unconfirmed questions "
+        "withdrawn\n"
         f"  sentinels named the new primary  {since(ledger.switched_at)}\n"
         f"  first write acknowledged after   {since(ledger.first_write_after_switch)}\n"
         f"  all runs done                    {since(ledger.all_done_at)}"

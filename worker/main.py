@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from arq import Retry
 from arq.worker import func
+from redis.exceptions import RedisError
 
 from agent.registry import load_registry
 from broker.core import config
@@ -41,6 +42,10 @@ async def advance(ctx: dict[str, Any], run_id: str) -> str:
     try:
         return await runner.advance(run_id, ctx["job_id"], last_try=last_try)
     except (LockBusy, LockLost) as exc:
+        raise Retry(defer=1) from exc
+    except RedisError as exc:
+        # a failover under way (or a write its replicas did not confirm): try again soon;
+        # the run stays due, so the reconciler queues it if this retry is lost too
         raise Retry(defer=1) from exc
     except AgentUnavailable as exc:
         # another worker may have the agent (a rolling deployment): let it take the job
@@ -138,14 +143,34 @@ def build_worker(settings: Settings, **overrides: Any) -> BrokerWorker:
 
 
 async def run_worker(settings: Settings | None = None) -> None:
-    """Runs a worker until SIGINT/SIGTERM."""
-    worker = build_worker(settings or get_settings())
+    """Runs a worker until SIGINT/SIGTERM. A Redis failure that stops arq's loop (a
+    failover: no primary, a demoted one, NOREPLICAS) starts a new worker in the same
+    process, so the process outlives it."""
+    settings = settings or get_settings()
+    while True:
+        worker = build_worker(settings)
+        try:
+            await worker.async_run()
+            return
+        except asyncio.CancelledError:
+            return  # arq's signal handler cancels the main task: a normal shutdown
+        except RedisError:
+            log.warning("Redis failed under the worker; starting again", exc_info=True)
+        finally:
+            await _close(worker)
+        await asyncio.sleep(1)
+
+
+async def _close(worker: BrokerWorker) -> None:
     try:
-        await worker.async_run()
-    except asyncio.CancelledError:
-        pass  # arq's signal handler cancels the main task: a normal shutdown
-    finally:
         await worker.close()
+    except Exception:
+        # a job's last write failed with the connection: close the rest by hand
+        if worker.on_shutdown is not None:
+            with contextlib.suppress(Exception):
+                await worker.on_shutdown(worker.ctx)
+        with contextlib.suppress(Exception):
+            await worker.pool.close(close_connection_pool=True)
 
 
 def __getattr__(name: str) -> Any:
