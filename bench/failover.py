@@ -9,7 +9,7 @@ sentinels named the new primary, when the first write started after that was
 acknowledged, and when every run was done, all from the start of the failover; and
 whether anything acknowledged was lost.
 
-    uv run python -m bench.failover [--runs 200] [--fault graceful kill]
+    uv run python -m bench.failover [--runs 200] [--fault graceful kill] [--env NAME=value …]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tests.sentinel_cluster import SentinelCluster, count, deployment
 from tests.servers import RedisServer
 
 
-def once(fault_kind: str, runs: int, workdir: Path) -> str:
+def once(fault_kind: str, runs: int, workdir: Path, **env: str) -> str:
     cluster = SentinelCluster(workdir / "redis").start()
     counts = RedisServer(workdir / "counts").start()
     ledger = Ledger()
@@ -42,7 +42,7 @@ def once(fault_kind: str, runs: int, workdir: Path) -> str:
         ledger.switched_at = time.monotonic()
 
     try:
-        with deployment(cluster, counts, workdir) as broker:
+        with deployment(cluster, counts, workdir, **env) as broker:
             asyncio.run(
                 drive(
                     broker.url,
@@ -85,11 +85,15 @@ def main() -> None:
     parser.add_argument(
         "--fault", nargs="+", default=["graceful", "kill"], choices=["graceful", "kill"]
     )
+    parser.add_argument(
+        "--env", nargs="*", default=[], help="NAME=value settings for the broker's processes"
+    )
     args = parser.parse_args()
+    env = dict(item.split("=", 1) for item in args.env)
     results = []
     for kind in args.fault:
         with tempfile.TemporaryDirectory(prefix="bench-failover-") as tmp:
-            results.append(once(kind, args.runs, Path(tmp)))
+            results.append(once(kind, args.runs, Path(tmp), **env))
     print()
     print("\n".join(results))
 
