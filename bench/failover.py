@@ -18,9 +18,10 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
-from tests.failover_load import Ledger, drive, final_answers, report
+from tests.failover_load import Ledger, asked_again, drive, final_answers, report
 from tests.sentinel_cluster import SentinelCluster, count, deployment
 from tests.servers import RedisServer
 
@@ -59,10 +60,9 @@ def once(fault_kind: str, runs: int, workdir: Path, **env: str) -> str:
                 for iid, h in final.items()
                 if h.get("status") != "resolved" or h["resolution"]["value"] != ledger.answered[iid]
             )
-            twice = sum(
-                1
+            runs_of = Counter(
+                (count(counts, "answered", t), count(counts, "after", t))
                 for t in ledger.runs.values()
-                if (count(counts, "answered", t), count(counts, "after", t)) != (1, 1)
             )
             alive = sum(1 for w in broker.workers if w.p.poll() is None)
             succeeded = sum(1 for s in ledger.ended.values() if s == "succeeded")
@@ -74,7 +74,8 @@ def once(fault_kind: str, runs: int, workdir: Path, **env: str) -> str:
         report(ledger, label)
         + f"\n  succeeded {succeeded}/{runs}, vanished {len(ledger.vanished)}, "
         f"answered-then-pending {len(ledger.reasked)}, answers lost {lost}, "
-        f"two winners {len(ledger.double_wins)}, nodes run twice {twice}, "
+        f"two winners {len(ledger.double_wins)}, asked twice {len(asked_again(ledger))}, "
+        f"(resumed node, node after) runs: {dict(runs_of)}, "
         f"workers alive {alive}/2, other errors {len(ledger.unexpected)}"
     )
 

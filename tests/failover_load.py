@@ -34,6 +34,7 @@ class Ledger:
     # questions a client saw that a failover took back before Redis confirmed them (the
     # answer got 404 and the run asked again): never acknowledged, so not a loss
     withdrawn: set[str] = field(default_factory=set)
+    questions: dict[str, set[str]] = field(default_factory=dict)  # run id -> interrupt ids
     unexpected: list[str] = field(default_factory=list)
     retried: int = 0  # 503s and connection errors that were retried
     failover_at: float | None = None
@@ -124,7 +125,7 @@ async def drive_run(
     ledger.write_acked(started)
     run_id = r.json()["run_id"]
     ledger.runs[run_id] = r.json()["thread_id"]
-    asked: set[str] = set()
+    asked = ledger.questions.setdefault(run_id, set())
     while time.monotonic() < deadline:
         await asyncio.sleep(poll_s * (0.5 + random.random()))
         r = await _send(client, ledger, "GET", f"/runs/{run_id}", deadline=deadline)
@@ -194,6 +195,11 @@ async def final_answers(base_url: str, ledger: Ledger) -> dict[str, dict[str, An
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
         replies = await asyncio.gather(*(client.get(f"/interrupts/{i}") for i in ledger.answered))
     return {iid: r.json() for iid, r in zip(ledger.answered, replies, strict=True)}
+
+
+def asked_again(ledger: Ledger) -> list[str]:
+    """Runs that put their question more than once (a withdrawn, unconfirmed one aside)."""
+    return [r for r, ids in ledger.questions.items() if len(ids - ledger.withdrawn) > 1]
 
 
 def report(ledger: Ledger, label: str) -> str:

@@ -21,7 +21,7 @@ import httpx
 import pytest
 import redis
 
-from tests.failover_load import Ledger, drive, final_answers, report
+from tests.failover_load import Ledger, asked_again, drive, final_answers, report
 from tests.flow import next_interrupt, start, wait_status
 from tests.harness import Broker, wait_until
 from tests.sentinel_cluster import PREFIX, SentinelCluster, count, deployment
@@ -130,13 +130,15 @@ def _check(ledger: Ledger, broker: Broker, counts: RedisServer) -> None:
         if h.get("status") != "resolved" or h["resolution"]["value"] != ledger.answered[iid]
     ]
     assert not lost, f"acknowledged answers not applied: {lost[:5]}"
-    # the node after the interrupt ran once per run; so did the resumed one
-    twice = [
-        t
-        for t in ledger.runs.values()
-        if (count(counts, "answered", t), count(counts, "after", t)) != (1, 1)
+    # no run put its question twice, so no node ran for a second answer; a node the
+    # failover cut off mid-run (its checkpoint not yet written) runs again, as after any
+    # crash of a worker, but never more than that once
+    assert not asked_again(ledger), f"runs that asked twice: {asked_again(ledger)[:5]}"
+    runs_of = [
+        (count(counts, "answered", t), count(counts, "after", t)) for t in ledger.runs.values()
     ]
-    assert not twice, f"threads whose nodes did not run exactly once: {twice[:5]}"
+    assert all(1 <= a <= 2 and 1 <= b <= 2 for a, b in runs_of), runs_of
+    print(f"  nodes run again after being cut off: {sum(a + b - 2 for a, b in runs_of)}")
     listed = httpx.get(f"{broker.url}/runs", params={"limit": 500}, timeout=30).json()["items"]
     assert len(listed) == RUNS  # retried starts made no second run
     for w in broker.workers:

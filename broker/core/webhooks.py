@@ -119,14 +119,20 @@ async def find(store: Store, config: dict[str, Subscription], sid: str) -> Subsc
 
 
 async def save(store: Store, sub: Subscription) -> None:
-    await store.r.hset(store.keys.webhooks, sub.id, sub.model_dump_json())
+    """Saves a subscription; returns once the replicas have it (broker/core/durable.py)."""
+    await store.durable.commands(
+        lambda pipe: pipe.hset(store.keys.webhooks, sub.id, sub.model_dump_json())
+    )
 
 
 async def delete(store: Store, sid: str) -> bool:
-    async with store.r.pipeline(transaction=True) as pipe:
+    """Removes a subscription and its delivery log, once the replicas have it too."""
+
+    def build(pipe: Any) -> None:
         pipe.hdel(store.keys.webhooks, sid)
         pipe.delete(store.keys.webhook_deliveries(sid))
-        removed, _ = await pipe.execute()
+
+    removed, _ = await store.durable.commands(build)
     return bool(removed)
 
 
