@@ -20,7 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from redis.asyncio.sentinel import Sentinel
 
+from broker.core.primary import PrimaryPool
 from tests.failover_load import Ledger, asked_again, drive, final_answers, report
 from tests.flow import next_interrupt, start, wait_status
 from tests.harness import Broker, wait_until
@@ -186,3 +188,55 @@ def test_a_crashed_primary_loses_no_acknowledged_work(
         _check(ledger, broker, counts)
         with contextlib.suppress(redis.RedisError):
             assert cluster.primary_port() != old
+
+
+class _StaleSentinel(Sentinel):
+    """Sentinels that still name a node that is no longer the primary."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        super().__init__([])
+        self.address = address
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        return self.address
+
+
+def test_a_pool_never_writes_to_a_replica_or_a_demoted_primary(tmp_path: Path) -> None:
+    primary = RedisServer(tmp_path / "p").start()
+    replica = RedisServer(tmp_path / "r", args=("--replicaof", "127.0.0.1", str(primary.port)))
+    replica.start()
+
+    async def scenario() -> None:
+        # connecting: the role is checked, so a replica named as primary is refused
+        stale = _StaleSentinel(("127.0.0.1", replica.port)).master_for(
+            "m", connection_pool_class=PrimaryPool
+        )
+        with pytest.raises(redis.exceptions.ConnectionError, match="not the primary"):
+            await stale.set("k", "v")
+        await stale.aclose()
+        # connected: once the primary is demoted, the first READONLY moves the whole pool
+        client = _StaleSentinel(("127.0.0.1", primary.port)).master_for(
+            "m", connection_pool_class=PrimaryPool
+        )
+        pool: PrimaryPool = client.connection_pool
+        others = [await pool.get_connection() for _ in range(3)]
+        for c in others:
+            await pool.release(c)
+        assert await client.set("k", "v")
+        demote = primary.client()
+        demote.execute_command("REPLICAOF", "127.0.0.1", str(replica.port))
+        demote.close()
+        before = pool.generation
+        with pytest.raises(redis.exceptions.ConnectionError, match="demoted"):
+            await client.set("k", "w")
+        assert pool.generation > before  # every idle connection reconnects before its use
+        assert all(c.generation < pool.generation for c in others)
+        with pytest.raises(redis.exceptions.ConnectionError, match="not the primary"):
+            await client.set("k", "w")  # the reconnect checks the role again
+        await client.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        replica.stop()
+        primary.stop()

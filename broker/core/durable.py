@@ -47,8 +47,8 @@ class Durability:
 
     Each write waits for every replica the primary had online within the last
     ``BROKER_REDIS_REPLICA_MEMORY_S`` (sampled with ``INFO replication`` on the write's
-    own connection, at most once a second), and never fewer than
-    ``BROKER_REDIS_MIN_REPLICAS``. Waiting for all of them is what makes a graceful
+    own connection, at most once a second; forgotten when the primary changes, as its
+    replication id tells), and never fewer than ``BROKER_REDIS_MIN_REPLICAS``. Waiting for all of them is what makes a graceful
     failover safe: once Sentinel promotes one replica, the old primary still has the
     others for a moment, and a write only they confirmed would be lost when they
     resync from the new one; that write now gets too few confirmations, and a 503.
@@ -61,6 +61,7 @@ class Durability:
         self.memory_s = settings.redis_replica_memory_s
         self._seen: deque[tuple[float, int]] = deque()
         self._sampled_at = -SAMPLE_EVERY_S
+        self._replid: str | None = None
 
     @property
     def replicas(self) -> int:
@@ -107,8 +108,13 @@ class Durability:
                 pipe.info("replication")
             replies: list[Any] = await pipe.execute(raise_on_error=False)
         if sample and isinstance(replies[-1], dict):
+            info = replies[-1]
+            if info.get("master_replid") != self._replid:
+                # another primary (a failover, a restart): what the old one had is moot
+                self._seen.clear()
+                self._replid = info.get("master_replid")
             self._sampled_at = time.monotonic()
-            self._seen.append((self._sampled_at, _online(replies[-1])))
+            self._seen.append((self._sampled_at, _online(info)))
         if needed:
             acked = replies[queued]
             if isinstance(acked, Exception):

@@ -98,8 +98,8 @@ class PrimaryPool(SentinelConnectionPool):
         self.generation += 1
         self.master_address = None
 
-    async def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
-        connection = await super().get_connection(command_name, *keys, **options)
+    async def get_connection(self, *args: Any, **options: Any) -> Any:
+        connection = await super().get_connection()
         if connection.generation != self.generation:
             try:
                 await connection.disconnect()
