@@ -22,6 +22,7 @@ from agent.registry import load_registry
 from broker.core import config
 from broker.core.codec import now_ms
 from broker.core.connections import queue_pool, redis_client, watch_primary
+from broker.core.durable import Durability
 from broker.core.keys import Keys
 from broker.core.saver import RedisCheckpointSaver
 from broker.core.settings import Settings, get_settings
@@ -60,7 +61,12 @@ async def startup(ctx: dict[str, Any]) -> None:
     saver_redis = redis_client(settings, decode=False)
     keys = Keys(settings.key_prefix)
     registry = load_registry(settings.langgraph_json, settings.agents)
-    saver = RedisCheckpointSaver(saver_redis, keys, ttl_s=settings.checkpoint_ttl_s or None)
+    saver = RedisCheckpointSaver(
+        saver_redis,
+        keys,
+        ttl_s=settings.checkpoint_ttl_s or None,
+        durable=Durability(saver_redis, settings),
+    )
     store = Store(store_redis, settings)
     ctx.update(
         store_redis=store_redis,

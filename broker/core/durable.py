@@ -48,10 +48,11 @@ class Durability:
     Each write waits for every replica the primary had online within the last
     ``BROKER_REDIS_REPLICA_MEMORY_S`` (sampled with ``INFO replication`` on the write's
     own connection, at most once a second; forgotten when the primary changes, as its
-    replication id tells), and never fewer than ``BROKER_REDIS_MIN_REPLICAS``. Waiting for all of them is what makes a graceful
-    failover safe: once Sentinel promotes one replica, the old primary still has the
-    others for a moment, and a write only they confirmed would be lost when they
-    resync from the new one; that write now gets too few confirmations, and a 503.
+    replication id tells), and never fewer than ``BROKER_REDIS_MIN_REPLICAS``. Waiting
+    for all of them is what makes a graceful failover safe: once Sentinel promotes one
+    replica, the old primary still has the others for a moment, and a write only they
+    confirmed would be lost when they resync from the new one; that write now gets too
+    few confirmations, and a 503.
     """
 
     def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:

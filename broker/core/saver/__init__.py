@@ -30,7 +30,9 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
 
+from broker.core.durable import Durability
 from broker.core.keys import Keys
 from broker.core.saver._codec import (
     _EMPTY,
@@ -63,9 +65,13 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
         *,
         ttl_s: int | None = None,
         serde: SerializerProtocol | None = None,
+        durable: Durability | None = None,
     ) -> None:
         super().__init__(serde=serde)
         self.redis = redis
+        # with replicas to wait for (broker/core/durable.py), each checkpoint is on them
+        # before the graph moves on, so a failover never takes back a finished step
+        self.durable = durable
         self.keys = keys
         self.ttl_s = ttl_s
         # called on their own, never in a pipeline (which would send SCRIPT EXISTS first)
@@ -251,7 +257,7 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
         run_entry = json.dumps([thread_id, ns, cid]) if run_id else ""
         args: list[Any] = [thread_id, ns, cid, run_entry, len(row), *_pairs(row)]
         args += [len(blobs), *_pairs(blobs)]
-        await self._put(keys=keys, args=args)
+        await self._call(self._put, keys, args)
         return _config(thread_id, ns, cid)
 
     async def aput_writes(
@@ -275,7 +281,12 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
             (replaced if widx < 0 else kept)[_field(task_id, widx)] = entry
         keys = [self.keys.checkpoint_thread_keys(thread_id), self.keys.checkpoint_threads]
         args: list[Any] = [thread_id, len(kept), *_pairs(kept), len(replaced), *_pairs(replaced)]
-        await self._put_writes(keys=[*keys, key], args=args)
+        await self._call(self._put_writes, [*keys, key], args)
+
+    async def _call(self, script: AsyncScript, keys: list[Any], args: list[Any]) -> Any:
+        if self.durable is not None:
+            return await self.durable.script(script, keys, args)
+        return await script(keys=keys, args=args)
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         # Same scheme as InMemorySaver: the random suffix keeps forks of one parent from
