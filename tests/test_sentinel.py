@@ -22,7 +22,9 @@ import pytest
 import redis
 from redis.asyncio.sentinel import Sentinel
 
+from broker.core.connections import redis_client
 from broker.core.primary import PrimaryPool
+from broker.core.settings import Settings
 from tests.failover_load import Ledger, asked_again, drive, final_answers, report
 from tests.flow import next_interrupt, start, wait_status
 from tests.harness import Broker, wait_until
@@ -233,6 +235,32 @@ def test_a_pool_never_writes_to_a_replica_or_a_demoted_primary(tmp_path: Path) -
         assert all(c.generation < pool.generation for c in others)
         with pytest.raises(redis.exceptions.ConnectionError, match="not the primary"):
             await client.set("k", "w")  # the reconnect checks the role again
+        await client.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        replica.stop()
+        primary.stop()
+
+
+def test_a_plain_url_connection_leaves_a_demoted_primary(tmp_path: Path) -> None:
+    """A managed service's DNS name follows the primary: a connection that finds its
+    node demoted closes, so the next command reconnects to wherever the name points."""
+    primary = RedisServer(tmp_path / "p").start()
+    replica = RedisServer(tmp_path / "r", args=("--replicaof", "127.0.0.1", str(primary.port)))
+    replica.start()
+
+    async def scenario() -> None:
+        client = redis_client(Settings(redis_url=primary.url, key_prefix=PREFIX))
+        assert await client.set("k", "v")
+        [connection] = client.connection_pool._available_connections
+        demote = primary.client()
+        demote.execute_command("REPLICAOF", "127.0.0.1", str(replica.port))
+        demote.close()
+        with pytest.raises(redis.exceptions.ConnectionError, match="demoted"):
+            await client.set("k", "w")
+        assert not connection.is_connected
         await client.aclose()
 
     try:

@@ -153,7 +153,9 @@ def redis_client(
             connection_pool_class=primary.PrimaryPool,
             decode_responses=decode,
         )
-    return aioredis.Redis.from_url(target.url, decode_responses=decode, **options)
+    client = aioredis.Redis.from_url(target.url, decode_responses=decode, **options)
+    primary.fence(client.connection_pool)
+    return client
 
 
 def queue_pool(settings: Settings, queue_name: str) -> ArqRedis:
@@ -168,7 +170,9 @@ def queue_pool(settings: Settings, queue_name: str) -> ArqRedis:
             target.master, redis_class=ArqRedis, connection_pool_class=primary.PrimaryPool
         )
     else:
-        pool = ArqRedis.from_pool(aioredis.ConnectionPool.from_url(target.url, **options))
+        pool = ArqRedis.from_pool(
+            primary.fence(aioredis.ConnectionPool.from_url(target.url, **options))
+        )
     pool.default_queue_name = queue_name
     return pool
 

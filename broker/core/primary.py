@@ -124,6 +124,33 @@ class PrimaryPool(SentinelConnectionPool):
             await self.disconnect(inuse_connections=False)
 
 
+class _Fenced:
+    """For a plain URL (a managed service whose DNS name follows the primary): a
+    connection that gets ``READONLY`` or ``NOREPLICAS`` closes, so it reconnects to
+    wherever the name now points, and the command fails as a ``ConnectionError``."""
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)  # type: ignore[misc]
+        except ReadOnlyError:
+            await self.disconnect()  # type: ignore[attr-defined]
+            raise ConnectionError("the primary was demoted to a replica") from None
+        except ResponseError as exc:
+            if not str(exc).startswith("NOREPLICAS"):
+                raise
+            await self.disconnect()  # type: ignore[attr-defined]
+            raise ConnectionError(
+                "the primary has too few replicas to take writes (NOREPLICAS)"
+            ) from None
+
+
+def fence(pool: aioredis.ConnectionPool) -> aioredis.ConnectionPool:
+    """Makes ``pool``'s connections leave a demoted primary (see ``_Fenced``)."""
+    cls = pool.connection_class
+    pool.connection_class = type(f"Fenced{cls.__name__}", (_Fenced, cls), {})
+    return pool
+
+
 def note_demoted(client: aioredis.Redis) -> None:
     """A sign that ``client``'s primary may no longer be one (a write its replicas did
     not confirm, ``NOREPLICAS``): its connections reconnect through the sentinels."""
