@@ -165,11 +165,12 @@ def _snapshot(redis_url: str, broker: Broker) -> dict[str, Any]:
                 out[key] = sorted(client.smembers(key))
             else:
                 out[key] = kind
-        # liveness, locks and the job queue are bookkeeping that changes on its own
+        # liveness, locks, the job queue and arq's job keys are bookkeeping that changes
+        # on its own
         p = broker.env["BROKER_KEY_PREFIX"]
         for key in list(out):
             name = key.decode()[len(p) + 1 :]
-            if name in ("workers", "queue") or name.startswith("lock:"):
+            if name in ("workers", "queue") or name.startswith(("lock:", "arq:")):
                 del out[key]
         return out
     finally:
