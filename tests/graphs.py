@@ -15,9 +15,15 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 
 
+def _counts() -> redis.Redis:
+    """Where the counters live: the broker's Redis, or ``TEST_COUNTS_URL`` (a server
+    outside a failover under test, whose counts must not fail over with it)."""
+    return redis.Redis.from_url(os.environ.get("TEST_COUNTS_URL") or os.environ["REDIS_URL"])
+
+
 def _bump(thread_id: str, what: str) -> None:
     prefix = os.environ["BROKER_KEY_PREFIX"]
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    client = _counts()
     try:
         client.incr(f"{prefix}:test:{what}:{thread_id}")
     finally:
@@ -71,7 +77,7 @@ failing = _build_failing()
 def _gate(thread_id: str) -> None:
     """Blocks until the test pushes to the gate list, so it can kill the worker here."""
     prefix = os.environ["BROKER_KEY_PREFIX"]
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    client = _counts()
     try:
         client.blpop([f"{prefix}:test:gate:{thread_id}"], timeout=120)
     finally:

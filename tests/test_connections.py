@@ -13,6 +13,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.core import config
 from broker.core.connections import RedisTarget, parse_url, redis_client
+from broker.core.durable import min_replicas
 from broker.core.settings import Settings
 from tests.flow import answer, next_interrupt, start, wait_status
 from tests.harness import Broker, wait_until
@@ -94,6 +95,28 @@ def _certificate(where: Path) -> tuple[Path, Path]:
         capture_output=True,
     )  # fmt: skip
     return cert, key
+
+
+def test_a_wait_longer_than_a_command_may_take_is_refused_at_start() -> None:
+    settings = Settings(
+        redis_url="redis://127.0.0.1:6379/0", auth="off", redis_wait_timeout_ms=5000
+    )
+    with pytest.raises(ValueError, match="BROKER_REDIS_WAIT_TIMEOUT_MS"):
+        config.check(settings, "worker")
+
+
+@pytest.mark.parametrize(
+    ("url", "replicas"),
+    [
+        ("redis://127.0.0.1:6379/0", 0),
+        ("rediss://h:6380/0", 0),
+        ("redis+sentinel://s1:26379,s2:26379/m/0", 1),
+        ("rediss+sentinel://s1:26379/m/0", 1),
+    ],
+)
+def test_writes_wait_for_a_replica_under_sentinel_by_default(url: str, replicas: int) -> None:
+    assert min_replicas(Settings(redis_url=url)) == replicas
+    assert min_replicas(Settings(redis_url=url, redis_min_replicas=2)) == 2
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 import httpx
@@ -81,6 +82,30 @@ def test_idempotency_key_returns_the_original_response(api: httpx.Client) -> Non
     wait_status(api, run["run_id"], "succeeded")
 
 
+def test_a_start_retried_with_its_idempotency_key_starts_one_run(api: httpx.Client) -> None:
+    body = {"agent_id": "counter", "input": {"n": 1}, "metadata": {"try": 1}}
+    headers = {"Idempotency-Key": f"start-{uuid.uuid4().hex}"}
+    first = api.post("/runs", json=body, headers=headers)
+    assert first.status_code == 202
+    again = api.post("/runs", json=body, headers=headers)
+    assert again.status_code == 202
+    assert again.json() == first.json()
+    thread = first.json()["thread_id"]
+    # the same key with another request is a client bug, not a retry: it changes nothing
+    other = api.post("/runs", json={**body, "input": {"n": 2}}, headers=headers)
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    target = next_interrupt(api, first.json()["run_id"])
+    assert api.post(f"/interrupts/{target['id']}/resolve", json={"value": 1}).status_code == 200
+    wait_status(api, first.json()["run_id"], "succeeded")
+    # a replay after the run moved on still gets the original 202, and starts nothing
+    late = api.post("/runs", json=body, headers=headers)
+    assert late.status_code == 202
+    assert late.json() == first.json()
+    runs = api.get("/runs", params={"thread_id": thread}).json()["items"]
+    assert [r["run_id"] for r in runs] == [first.json()["run_id"]]
+
+
 def test_a_resume_job_delivered_twice_runs_the_graph_once(
     api: httpx.Client, broker: Broker, redis_url: str
 ) -> None:
@@ -93,12 +118,13 @@ def test_a_resume_job_delivered_twice_runs_the_graph_once(
 
     # deliver the same job again, as a redelivery after a lost acknowledgement would
     async def redeliver() -> None:
-        from arq.connections import RedisSettings, create_pool
+        from broker.core.connections import queue_pool
+        from broker.core.keys import Keys
+        from broker.core.settings import Settings
 
-        pool = await create_pool(
-            RedisSettings.from_dsn(redis_url),
-            default_queue_name=f"{broker.env['BROKER_KEY_PREFIX']}:queue",
-        )
+        # the API's own pool: arq's keys under the deployment's prefix
+        prefix = broker.env["BROKER_KEY_PREFIX"]
+        pool = queue_pool(Settings(redis_url=redis_url, key_prefix=prefix), Keys(prefix).queue)
         try:
             for n in range(2):
                 job = await pool.enqueue_job(
@@ -139,11 +165,12 @@ def _snapshot(redis_url: str, broker: Broker) -> dict[str, Any]:
                 out[key] = sorted(client.smembers(key))
             else:
                 out[key] = kind
-        # liveness, locks and the job queue are bookkeeping that changes on its own
+        # liveness, locks, the job queue and arq's job keys are bookkeeping that changes
+        # on its own
         p = broker.env["BROKER_KEY_PREFIX"]
         for key in list(out):
             name = key.decode()[len(p) + 1 :]
-            if name in ("workers", "queue") or name.startswith("lock:"):
+            if name in ("workers", "queue") or name.startswith(("lock:", "arq:")):
                 del out[key]
         return out
     finally:

@@ -103,8 +103,10 @@ def snapshot(redis_url: str, broker: Broker, *, audit: bool) -> dict[Any, Any]:
     """Every key under the prefix with its value; bookkeeping that moves on its own is left
     out, and so is the audit log unless ``audit``."""
     prefix = broker.env["BROKER_KEY_PREFIX"]
-    # liveness, locks, the job queue and delivery logs move on their own
-    skip = tuple(f"{prefix}:{k}".encode() for k in ("workers", "lock:", "webhook:", "queue"))
+    # liveness, locks, the job queue, arq's job keys and delivery logs move on their own
+    skip = tuple(
+        f"{prefix}:{k}".encode() for k in ("workers", "lock:", "webhook:", "queue", "arq:")
+    )
     audit_keys = f"{prefix}:audit:".encode()
     client = redis.Redis.from_url(redis_url)
     try:

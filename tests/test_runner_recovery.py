@@ -239,3 +239,37 @@ async def test_a_start_that_died_after_its_bare_input_checkpoint_starts_over(
     assert await runner.advance(run.id, "recovery") == "recovered-interrupted"
     [step1] = await store.pending_interrupts(run.id)
     assert step1.value == {"type": "approval", "content": "step 1"}
+
+
+class _DiesBeforeStepZero(RedisCheckpointSaver):
+    """A saver whose Redis goes away after the first step's writes are saved and
+    before that step's checkpoint is (a failover in between)."""
+
+    armed = True
+
+    async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        if self.armed and metadata.get("step") == 0:
+            raise RedisConnectionError("the primary went away")
+        return await super().aput(config, checkpoint, metadata, new_versions)
+
+
+async def test_an_attempt_that_died_between_a_step_and_its_checkpoint_resumes(
+    settings: Settings, redis_url: str
+) -> None:
+    text = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    binary = aioredis.Redis.from_url(redis_url)
+    store = Store(text, settings)
+    saver = _DiesBeforeStepZero(binary, Keys(settings.key_prefix))
+    runner = Runner(store, _graphs(), saver, settings)
+    try:
+        run = await store.create_run("two", None, {}, {})
+        with pytest.raises(RedisConnectionError):
+            await runner.advance(run.id, "job-1", last_try=False)
+        saver.armed = False
+        # the saved writes are a task with nothing after it yet: the run goes on, it has
+        # not finished
+        assert await runner.advance(run.id, "job-2", last_try=False) == "recovered-interrupted"
+        assert (await store.get_run(run.id))["status"] == RunStatus.INTERRUPTED.value
+    finally:
+        await text.aclose()
+        await binary.aclose()

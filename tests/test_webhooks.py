@@ -193,7 +193,7 @@ def test_a_receiver_that_recovers_gets_the_same_message(
 def _arq_jobs(redis_url: str, sid: str) -> list[bytes]:
     r = redis.Redis.from_url(redis_url)
     try:
-        return list(r.scan_iter(match=f"arq:*webhook:{sid}:*", count=1000))
+        return list(r.scan_iter(match=f"*:arq:*webhook:{sid}:*", count=1000))
     finally:
         r.close()
 

@@ -16,13 +16,12 @@ from typing import Any
 import httpx
 from arq import Retry
 from arq.worker import func
-from redis.exceptions import BusyLoadingError, ReadOnlyError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from agent.registry import load_registry
 from broker.core import config, errors
-from broker.core.connections import queue_pool, redis_client
+from broker.core.connections import queue_pool, redis_client, watch_primary
+from broker.core.durable import Durability
 from broker.core.fence import Fenced
 from broker.core.keys import Keys
 from broker.core.saver import RedisCheckpointSaver
@@ -36,16 +35,6 @@ from worker.runner import AgentUnavailable, Runner
 
 log = logging.getLogger("worker")
 
-# Redis went away, or is loading, or is a replica for now: the attempt is retried, never
-# failed (builtin ConnectionError and TimeoutError are OSErrors)
-REDIS_TROUBLE = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    BusyLoadingError,
-    ReadOnlyError,
-    OSError,
-)
-
 
 async def advance(ctx: dict[str, Any], run_id: str) -> str:
     """Job: move one run forward (start it, resume it, or recover it)."""
@@ -56,8 +45,9 @@ async def advance(ctx: dict[str, Any], run_id: str) -> str:
         return await runner.advance(run_id, ctx["job_id"], last_try=last_try)
     except (LockBusy, LockLost, Fenced) as exc:
         raise Retry(defer=1) from exc
-    except REDIS_TROUBLE as exc:
-        # BusyLoadingError is a ConnectionError, ReadOnlyError a ResponseError
+    except (RedisError, OSError) as exc:
+        # a failover under way, an outage, or a write its replicas did not confirm: the
+        # same job runs again (the run stays due; the reconciler is the net if this is lost)
         try_ = int(ctx.get("job_try", 1))
         log.warning("run %s met a Redis error (%s); retrying the job", run_id, exc)
         raise Retry(defer=min(try_, 5)) from exc
@@ -80,7 +70,12 @@ async def startup(ctx: dict[str, Any]) -> None:
     saver_redis = redis_client(settings, decode=False)
     keys = Keys(settings.key_prefix)
     registry = load_registry(settings.langgraph_json, settings.agents)
-    saver = RedisCheckpointSaver(saver_redis, keys, ttl_s=settings.checkpoint_ttl_s or None)
+    saver = RedisCheckpointSaver(
+        saver_redis,
+        keys,
+        ttl_s=settings.checkpoint_ttl_s or None,
+        durable=Durability(saver_redis, settings),
+    )
     store = Store(store_redis, settings)
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     graphs = {a: spec.graph for a, spec in registry.items()}
@@ -103,7 +98,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     # the first heartbeat before the first job: a lease's holder always has one
     await heartbeat.beat()
+    watcher = watch_primary(settings)  # under Sentinel: leave a replaced primary at once
     ctx["background"] = [
+        *([watcher] if watcher is not None else []),
         asyncio.create_task(heartbeat.loop()),
         asyncio.create_task(reconciler.loop(store, ctx["redis"], heartbeat)),
         asyncio.create_task(deadlines.loop(store, ctx["redis"], ctx["worker_id"])),
@@ -166,19 +163,35 @@ def build_worker(settings: Settings, **overrides: Any) -> BrokerWorker:
 
 
 async def run_worker(settings: Settings | None = None) -> None:
-    """Runs a worker until SIGINT/SIGTERM."""
-    worker = build_worker(settings or get_settings())
-    try:
-        await worker.async_run()
-    except asyncio.CancelledError:
-        pass  # arq's signal handler cancels the main task: a normal shutdown
-    finally:
+    """Runs a worker until SIGINT/SIGTERM. A Redis failure that stops arq's loop (a
+    failover: no primary, a demoted one, NOREPLICAS) starts a new worker in the same
+    process, so the process outlives it."""
+    settings = settings or get_settings()
+    while True:
+        worker = build_worker(settings)
         try:
-            await worker.close()
-        except Exception as exc:
-            if errors.unavailable(exc) is None:
-                raise
-            log.warning("stopped without cleaning up in Redis (%s)", exc)
+            await worker.async_run()
+            return
+        except asyncio.CancelledError:
+            return  # arq's signal handler cancels the main task: a normal shutdown
+        except RedisError:
+            log.warning("Redis failed under the worker; starting again", exc_info=True)
+        finally:
+            await _close(worker)
+        await asyncio.sleep(1)
+
+
+async def _close(worker: BrokerWorker) -> None:
+    try:
+        await worker.close()
+    except Exception as exc:
+        # a job's last write failed with the connection: close the rest by hand
+        log.warning("stopped without cleaning up in Redis (%s)", exc)
+        if worker.on_shutdown is not None:
+            with contextlib.suppress(Exception):
+                await worker.on_shutdown(worker.ctx)
+        with contextlib.suppress(Exception):
+            await worker.pool.close(close_connection_pool=True)
 
 
 def __getattr__(name: str) -> Any:

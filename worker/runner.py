@@ -136,7 +136,9 @@ class Runner:
                 await run_graph(graph, command, config, publish)
             elif (
                 snapshot is not None
-                and snapshot.next
+                # a task whose writes were saved but whose step's checkpoint was not (the
+                # attempt died in between) is in tasks, not in next: resuming applies them
+                and (snapshot.next or snapshot.tasks)
                 and (not snapshot.interrupts or await self._has_resume_writes(config))
             ):
                 await run_graph(graph, None, config, publish)

@@ -34,7 +34,7 @@ from broker.api.routes import (
 )
 from broker.api.threads import ThreadStates
 from broker.core import config, errors
-from broker.core.connections import queue_pool, redis_client
+from broker.core.connections import queue_pool, redis_client, watch_primary
 from broker.core.keys import Keys
 from broker.core.saver import RedisCheckpointSaver
 from broker.core.settings import Settings, get_settings
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         keys = Keys(settings.key_prefix)
+        watcher = watch_primary(settings)
         client = redis_client(settings)
         queue = queue_pool(settings, keys.queue)
         app.state.settings = settings
@@ -91,6 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
             await app.state.hub.stop()
             await hub_client.aclose()
             await saver_client.aclose()

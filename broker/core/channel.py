@@ -96,7 +96,7 @@ async def cancel(store: Store, queue: ArqRedis, run_id: str, saver: Any = None) 
     executing it; returns the run. With the checkpoint ``saver``, the thread's
     checkpoints get the retention of a finished thread, as a worker gives them."""
     job_id = await store.stop_run(run_id, RunStatus.CANCELLED)
-    await abort_job(queue, job_id)
+    await abort_job(queue, store, job_id)
     run = await store.get_run(run_id)
     ttl = store.settings.checkpoint_ttl_s
     if saver is not None and ttl:
@@ -190,7 +190,7 @@ async def expire(store: Store, queue: ArqRedis, interrupt_id: str, now: int) -> 
     if end is None:
         await enqueue_advance(queue, store, run_id, f"expiry:{interrupt_id}")
     else:
-        await abort_job(queue, job_id)  # a worker executing the run stops it
+        await abort_job(queue, store, job_id)  # a worker executing the run stops it
     return True
 
 

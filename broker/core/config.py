@@ -30,6 +30,12 @@ def check(settings: Settings, process: Process) -> Checked:
     """Raises ValueError (or RuntimeError for a missing ``REDIS_URL``), naming the fix,
     for configuration ``process`` must not run with."""
     connections.parse_url(settings.require_redis_url())
+    if settings.redis_wait_timeout_ms >= settings.redis_timeout_s * 1000:
+        raise ValueError(
+            f"BROKER_REDIS_WAIT_TIMEOUT_MS ({settings.redis_wait_timeout_ms}) must be shorter "
+            f"than BROKER_REDIS_TIMEOUT_S ({settings.redis_timeout_s} s): a write waits for "
+            "its replicas within the limit of one command"
+        )
     keyring = auth.KeyRing.from_settings(settings)
     subscriptions = webhooks.configured(settings)
     link_key = links.secret_key(settings)

@@ -11,6 +11,9 @@ a TLS server or a Sentinel-managed primary with the same ``REDIS_URL``:
   after a failover. The credentials are the data nodes'; sentinels that need a password
   of their own read ``BROKER_REDIS_SENTINEL_PASSWORD``.
 
+Under Sentinel the pools are ``broker.core.primary.PrimaryPool``: they verify the
+node's role on connect and leave a demoted or replaced primary at once.
+
 Every command has a socket timeout (``BROKER_REDIS_TIMEOUT_S``) and every connect a
 connect timeout, so a stalled server turns into an error within seconds, never a hang.
 Readers that block on the server (XREAD BLOCK, pub/sub) add their block time to it.
@@ -18,6 +21,7 @@ Readers that block on the server (XREAD BLOCK, pub/sub) add their block time to 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -26,6 +30,8 @@ import redis.asyncio as aioredis
 from arq.connections import ArqRedis
 from redis.asyncio.sentinel import Sentinel
 
+from broker.core import arq_keys, primary
+from broker.core.keys import Keys
 from broker.core.settings import Settings
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -142,19 +148,43 @@ def redis_client(
     if target.sentinel:
         assert target.master is not None
         return _sentinel(settings, target, options).master_for(
-            target.master, redis_class=aioredis.Redis, decode_responses=decode
+            target.master,
+            redis_class=aioredis.Redis,
+            connection_pool_class=primary.PrimaryPool,
+            decode_responses=decode,
         )
-    return aioredis.Redis.from_url(target.url, decode_responses=decode, **options)
+    client = aioredis.Redis.from_url(target.url, decode_responses=decode, **options)
+    primary.fence(client.connection_pool)
+    return client
 
 
 def queue_pool(settings: Settings, queue_name: str) -> ArqRedis:
-    """arq's pool on the broker's job queue, with the same target and timeouts."""
+    """arq's pool on the broker's job queue, with the same target and timeouts; arq's
+    keys go under the broker's prefix (broker/core/arq_keys.py)."""
+    arq_keys.install(Keys(settings.key_prefix))
     target = parse_url(settings.require_redis_url())
     options = _options(settings, target, block_s=0.0)
     if target.sentinel:
         assert target.master is not None
-        pool = _sentinel(settings, target, options).master_for(target.master, redis_class=ArqRedis)
+        pool = _sentinel(settings, target, options).master_for(
+            target.master, redis_class=ArqRedis, connection_pool_class=primary.PrimaryPool
+        )
     else:
-        pool = ArqRedis.from_pool(aioredis.ConnectionPool.from_url(target.url, **options))
+        pool = ArqRedis.from_pool(
+            primary.fence(aioredis.ConnectionPool.from_url(target.url, **options))
+        )
     pool.default_queue_name = queue_name
     return pool
+
+
+def watch_primary(settings: Settings) -> asyncio.Task[None] | None:
+    """Under Sentinel, a task that moves every pool of this process to a new primary as
+    soon as the sentinels name one (``broker/core/primary.py``); None otherwise."""
+    target = parse_url(settings.require_redis_url())
+    if not target.sentinel:
+        return None
+    assert target.master is not None
+    sentinel = _sentinel(settings, target, _options(settings, target, block_s=0.0))
+    return asyncio.create_task(
+        primary.watch_primary(sentinel, target.master, settings.redis_sentinel_poll_s)
+    )

@@ -183,8 +183,11 @@ class ThreadAgentMismatch(BrokerError):
     code = "thread_agent_mismatch"
 
 
-class RedisUnavailable(BrokerError):
-    """Redis cannot be reached, is full, read-only, loading or stalled: retry later."""
+class RedisUnavailable(BrokerError, redis_errors.RedisError):
+    """Redis cannot be reached, is full, read-only, loading or stalled, or did not take a
+    change durably (too few replicas confirmed it in time, so it may or may not have been
+    kept): retry later. A ``RedisError`` too, so the worker treats it as infrastructure
+    (the job is retried)."""
 
     status_code = 503
     code = "redis_unavailable"
@@ -201,7 +204,14 @@ class ShuttingDown(BrokerError):
 RETRY_AFTER_S = 2
 
 # Replies of a server that works but cannot take this command now.
-_UNAVAILABLE_REPLIES = ("OOM ", "LOADING ", "READONLY ", "MASTERDOWN ", "TRYAGAIN ")
+_UNAVAILABLE_REPLIES = (
+    "OOM ",
+    "LOADING ",
+    "READONLY ",
+    "MASTERDOWN ",
+    "TRYAGAIN ",
+    "NOREPLICAS ",
+)
 _OOM_TEXT = "used memory > 'maxmemory'"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from arq.connections import ArqRedis
-from arq.constants import abort_jobs_ss
 
 from broker.core.codec import now_ms
 from broker.core.store import Store
@@ -29,7 +28,8 @@ async def enqueue_advance(queue: ArqRedis, store: Store, run_id: str, reason: st
         log.warning("could not queue run %s now; the reconciler will", run_id, exc_info=True)
 
 
-async def abort_job(queue: ArqRedis, job_id: str | None) -> None:
-    """Asks the worker executing ``job_id`` to stop it at its next await."""
+async def abort_job(queue: ArqRedis, store: Store, job_id: str | None) -> None:
+    """Asks the worker executing ``job_id`` to stop it at its next await (arq's abort set,
+    under the broker's prefix: broker/core/arq_keys.py)."""
     if job_id:
-        await queue.zadd(abort_jobs_ss, {job_id: now_ms()})
+        await queue.zadd(store.keys.arq_abort, {job_id: now_ms()})

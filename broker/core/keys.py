@@ -87,6 +87,10 @@ class Keys:
     def idempotency(self, interrupt_id: str, key_digest: str) -> str:
         return f"{self.prefix}:idem:{interrupt_id}:{key_digest}"
 
+    def run_idempotency(self, key_digest: str) -> str:
+        """The response of a ``POST /runs`` made with an ``Idempotency-Key``."""
+        return f"{self.prefix}:idem:runs:{key_digest}"
+
     def audit(self, interrupt_id: str) -> str:
         """List of every attempt to answer the interrupt, accepted or refused, oldest first."""
         return f"{self.prefix}:audit:{interrupt_id}"
@@ -216,6 +220,29 @@ class Keys:
     @property
     def queue(self) -> str:
         return f"{self.prefix}:queue"
+
+    # arq's own keys, under the prefix too (broker/core/arq_keys.py puts them there):
+    # job ids are appended to the *_prefix names.
+    @property
+    def arq_job_prefix(self) -> str:
+        return f"{self.prefix}:arq:job:"
+
+    @property
+    def arq_in_progress_prefix(self) -> str:
+        return f"{self.prefix}:arq:in-progress:"
+
+    @property
+    def arq_result_prefix(self) -> str:
+        return f"{self.prefix}:arq:result:"
+
+    @property
+    def arq_retry_prefix(self) -> str:
+        return f"{self.prefix}:arq:retry:"
+
+    @property
+    def arq_abort(self) -> str:
+        """arq's sorted set of job ids to abort."""
+        return f"{self.prefix}:arq:abort"
 
     @property
     def wake_channel(self) -> str:

@@ -54,6 +54,17 @@ class Settings(BaseSettings):
     """CA bundle that a ``rediss://`` server's certificate is verified against."""
     redis_sentinel_password: str | None = None
     """Password of the sentinels themselves, when they need one."""
+    # Durability (broker/core/durable.py): a change a client could see as done is
+    # acknowledged only once this many replicas have it (WAIT). Unset: 1 under a
+    # Sentinel URL, 0 otherwise.
+    redis_min_replicas: Annotated[int, Field(ge=0)] | None = None
+    redis_wait_timeout_ms: PositiveInt = 1000
+    """How long a write waits for its replicas before the caller gets a 503."""
+    redis_replica_memory_s: Annotated[float, Field(ge=0)] = 10.0
+    """A write waits for every replica the primary had online this recently (0: only
+    for ``redis_min_replicas``)."""
+    redis_sentinel_poll_s: Positive = 0.5
+    """How often each process asks the sentinels which node is the primary."""
 
     # Agents: built-in ones unless a langgraph.json or module:attribute paths are given.
     langgraph_json: str | None = None

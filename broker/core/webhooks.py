@@ -143,20 +143,26 @@ async def _new_version(store: Store) -> str:
 
 
 async def save(store: Store, sub: Subscription) -> None:
+    """Saves a subscription; returns once the replicas have it (broker/core/durable.py)."""
     stamp = await _new_version(store)
-    async with store.r.pipeline(transaction=True) as pipe:
+
+    def build(pipe: Any) -> None:
         pipe.hset(store.keys.webhooks, sub.id, sub.model_dump_json())
         pipe.set(store.keys.webhooks_version, stamp)
-        await pipe.execute()
+
+    await store.durable.commands(build)
 
 
 async def delete(store: Store, sid: str) -> bool:
+    """Removes a subscription and its delivery log, once the replicas have it too."""
     stamp = await _new_version(store)
-    async with store.r.pipeline(transaction=True) as pipe:
+
+    def build(pipe: Any) -> None:
         pipe.hdel(store.keys.webhooks, sid)
         pipe.delete(store.keys.webhook_deliveries(sid))
         pipe.set(store.keys.webhooks_version, stamp)
-        removed, *_ = await pipe.execute()
+
+    removed, *_ = await store.durable.commands(build)
     return bool(removed)
 
 

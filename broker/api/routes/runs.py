@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker.api import visibility
@@ -40,7 +40,12 @@ class RunStarted(BaseModel):
     status_code=202,
     response_model=RunStarted,
     responses=error_responses(
-        *BODY, errors.AgentNotFound, errors.ThreadNotFound, errors.ThreadBusy
+        *BODY,
+        errors.AgentNotFound,
+        errors.ThreadNotFound,
+        errors.ThreadBusy,
+        errors.ThreadAgentMismatch,
+        errors.IdempotencyKeyReused,
     ),
     openapi_extra=json_body(StartRun),
 )
@@ -51,8 +56,10 @@ async def start_run(
     registry: RegistryDep,
     settings: SettingsDep,
     principal: RunWriter,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> dict[str, Any]:
-    """Starts a run of an agent on a thread (a new thread unless one is given)."""
+    """Starts a run of an agent on a thread (a new thread unless one is given). With an
+    ``Idempotency-Key``, a retry gets the original response and starts no second run."""
     body = await read_json(request, StartRun, settings.max_input_bytes)
     known = sorted(a for a in registry if principal.sees(a))
     if body.agent_id not in known:
@@ -62,7 +69,14 @@ async def start_run(
         )
     if body.thread_id:
         await visibility.thread(store, principal, body.thread_id, body.agent_id)
-    run = await store.create_run(body.agent_id, body.thread_id, body.input, body.metadata)
+    run = await store.create_run(
+        body.agent_id,
+        body.thread_id,
+        body.input,
+        body.metadata,
+        idempotency_key=idempotency_key,
+    )
+    # queued again on a replay too: a first call that died before queueing loses nothing
     await enqueue_advance(queue, store, run.id, "start")
     return {"run_id": run.id, "thread_id": run.thread_id, "status": run.status.value}
 

@@ -30,7 +30,9 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
 
+from broker.core.durable import Durability
 from broker.core.fence import Fenced
 from broker.core.keys import Keys
 from broker.core.saver._codec import (
@@ -67,9 +69,13 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
         *,
         ttl_s: int | None = None,
         serde: SerializerProtocol | None = None,
+        durable: Durability | None = None,
     ) -> None:
         super().__init__(serde=serde)
         self.redis = redis
+        # with replicas to wait for (broker/core/durable.py), each checkpoint is on them
+        # before the graph moves on, so a failover never takes back a finished step
+        self.durable = durable
         self.keys = keys
         self.ttl_s = ttl_s
         # called on their own, never in a pipeline (which would send SCRIPT EXISTS first)
@@ -256,7 +262,7 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
         args: list[Any] = [thread_id, ns, cid, run_entry, len(row), *_pairs(row)]
         args += [len(blobs), *_pairs(blobs)]
         fence = _fence(config, keys, args)
-        if not await self._put(keys=keys, args=args):
+        if not await self._call(self._put, keys, args):
             raise Fenced(f"checkpoint of thread {thread_id}: {fence} no longer holds it")
         return _config(thread_id, ns, cid)
 
@@ -282,8 +288,13 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
         keys = [self.keys.checkpoint_thread_keys(thread_id), self.keys.checkpoint_threads, key]
         args: list[Any] = [thread_id, len(kept), *_pairs(kept), len(replaced), *_pairs(replaced)]
         fence = _fence(config, keys, args)
-        if not await self._put_writes(keys=keys, args=args):
+        if not await self._call(self._put_writes, keys, args):
             raise Fenced(f"writes of thread {thread_id}: {fence} no longer holds it")
+
+    async def _call(self, script: AsyncScript, keys: list[Any], args: list[Any]) -> Any:
+        if self.durable is not None:
+            return await self.durable.script(script, keys, args)
+        return await script(keys=keys, args=args)
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         # Same scheme as InMemorySaver: the random suffix keeps forks of one parent from

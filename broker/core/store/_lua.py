@@ -11,10 +11,16 @@ from __future__ import annotations
 from broker.core.store._lua_retention import RETENTION
 from broker.core.store._prelude import PRELUDE
 
-# create run. ARGV: 2 run id, 3 thread id, 4 agent id, 5 run fields (flat JSON list),
-# 6 run.queued data. Touches: run, thread active, runs (all, status, agent, thread),
-# seq, runs due, events.
+# create run. KEYS: 1 idempotency key. ARGV: 2 run id, 3 thread id, 4 agent id, 5 run
+# fields (flat JSON list), 6 run.queued data, 7 idempotency payload digest ('' when no
+# key), 8 response to keep for a retry, 9 idempotency ttl ms. A retry with the key
+# gets {'idempotent', kept response} and starts nothing.
+# Touches: run, thread active, runs (all, status, agent, thread), seq, runs due, events.
 CREATE_RUN = """
+if ARGV[7] ~= '' then
+  local prior = redis.call('GET', KEYS[1])
+  if prior then return {'idempotent', replay(KEYS[1], prior)} end
+end
 local run = {id = ARGV[2], thread_id = ARGV[3], agent_id = ARGV[4]}
 local active = redis.call('GET', k_thread_active(run.thread_id))
 if active then return {'busy', active} end
@@ -27,6 +33,7 @@ for _, key in ipairs({K_RUNS, k_rstatus('queued'), k_ragent(run.agent_id),
 end
 redis.call('ZADD', K_RUNS_DUE, NOW, run.id)
 emit(run, 'run.queued', ARGV[6])
+if ARGV[7] ~= '' then redis.call('SET', KEYS[1], ARGV[8], 'PX', ARGV[9]) end
 return {'ok', tostring(seq)}
 """
 
@@ -178,7 +185,7 @@ RESOLVE = """
 local iid = ARGV[2]
 if ARGV[6] ~= '' then
   local prior = redis.call('GET', KEYS[1])
-  if prior then return {'idempotent', prior} end
+  if prior then return {'idempotent', replay(KEYS[1], prior)} end
 end
 local h = hgetall(k_interrupt(iid))
 if not h then return {'not_found'} end

@@ -15,6 +15,14 @@ local function hgetall(key)
   return t
 end
 
+-- a retry with an idempotency key gets the kept response back. Touching the key (its
+-- TTL unchanged) makes the replay a write, so the caller's WAIT covers the original
+-- change too: a replayed 2xx is no less durable than the first.
+local function replay(key, prior)
+  redis.call('PEXPIRE', key, math.max(redis.call('PTTL', key), 1))
+  return prior
+end
+
 -- cjson encodes an empty table as an object
 local function json_ids(ids)
   if #ids == 0 then return '[]' end

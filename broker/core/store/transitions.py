@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -9,7 +10,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from broker.core import errors
-from broker.core.codec import dumps, now_ms
+from broker.core.codec import dumps, loads, now_ms
+from broker.core.durable import Durability
 from broker.core.fence import Fence
 from broker.core.ids import ID_RULE, is_id
 from broker.core.keys import Keys
@@ -45,6 +47,7 @@ class Transitions:
 
     def _compile(self) -> None:
         s = self.settings
+        self.durable = Durability(self.r, s)
         defs = self.keys.lua()
         self._scripts = {
             name: self.r.register_script(
@@ -62,7 +65,9 @@ class Transitions:
         }
 
     async def _call(self, name: str, args: list[Any], keys: list[str] | None = None) -> Any:
-        return await self._scripts[name](keys=keys or [], args=[now_ms(), *args])
+        """Runs one transition; it returns once the replicas the settings require have it
+        (``broker/core/durable.py``), or raises ``RedisUnavailable``."""
+        return await self.durable.script(self._scripts[name], keys or [], [now_ms(), *args])
 
     async def _fenced_call(self, name: str, args: list[Any], fence: Fence | None) -> Any:
         """An attempt's write: with a fence, refused once another holder took the thread."""
@@ -71,8 +76,17 @@ class Transitions:
         return await self._call(name, [*args, fence.token], keys=[fence.key])
 
     async def create_run(
-        self, agent_id: str, thread_id: str | None, input: Any, metadata: dict[str, Any]
+        self,
+        agent_id: str,
+        thread_id: str | None,
+        input: Any,
+        metadata: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
     ) -> RunRecord:
+        """Queues a new run. With ``idempotency_key``, a retry of the same request gets
+        the run the first call created (and starts none); the same key with another
+        request raises ``IdempotencyKeyReused``."""
         if thread_id is not None and not is_id(thread_id):
             # a thread id becomes part of key names: one of another shape could name others
             raise errors.InvalidRequest(f"thread_id: a thread id is {ID_RULE}")
@@ -87,10 +101,38 @@ class Transitions:
             created_ms=ts,
             updated_ms=ts,
         )
+        digest = ""
+        idem_key = self.keys.run_idempotency("_")
+        if idempotency_key:
+            idem_key = self.keys.run_idempotency(
+                hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+            )
+            request = dumps([agent_id, thread_id, input, metadata])
+            digest = hashlib.sha256(request.encode()).hexdigest()
+        kept = {"digest": digest, "run": [run.id, run.thread_id, agent_id, run.status.value]}
         res = await self._call(
             "create_run",
-            [run.id, run.thread_id, agent_id, _flat(run.to_hash()), dumps({"input": input})],
+            [
+                run.id,
+                run.thread_id,
+                agent_id,
+                _flat(run.to_hash()),
+                dumps({"input": input}),
+                digest,
+                dumps(kept),
+                self.settings.idempotency_ttl_s * 1000,
+            ],
+            keys=[idem_key],
         )
+        if res[0] == "idempotent":
+            prior = loads(res[1])
+            if prior["digest"] != digest:
+                raise errors.IdempotencyKeyReused(
+                    "this Idempotency-Key was already used to start a different run; "
+                    "use a new key for a new run"
+                )
+            run_id, thread, agent, status = prior["run"]
+            return RunRecord(id=run_id, thread_id=thread, agent_id=agent, status=RunStatus(status))
         if res[0] == "busy":
             raise errors.ThreadBusy(
                 f"thread {run.thread_id} already has an active run {res[1]}; answer or cancel "
@@ -231,9 +273,10 @@ class Transitions:
         """The raw expire transition: (outcome, run id, job id of a stopped attempt)."""
         fields = {"error": dumps(error)} if error is not None else {}
         end_data = {"error": error} if error is not None else {}
-        res = await self._scripts["expire"](
-            keys=[],
-            args=[
+        res = await self.durable.script(
+            self._scripts["expire"],
+            [],
+            [
                 now or now_ms(),
                 interrupt_id,
                 dumps(resolution) if resolution is not None else "",
