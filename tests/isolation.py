@@ -165,7 +165,7 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/redoc"): OPEN,
     ("MOUNT", "/static"): OPEN,
 }
-LINK_PAGES = {"valid": 200, "tampered": 404, "resigned": 404, "missing": 404, "choice": 400}
+LINK_PAGES = {"valid": 200, "tampered": 404, "resigned": 404, "missing": 404, "choice": 404}
 
 
 def target_agent(target: str) -> str | None:
@@ -342,11 +342,17 @@ def hidden_strings(world: World, who: str, call: Call) -> list[str]:
     but the link's own question."""
     sent = json.dumps([call.url, call.params, call.json, call.data])
     sees = set() if call.url.startswith("/links/") else SEES[who]
+    # the OpenAPI document is the same for everyone; its request example names a demo
+    # agent, which is no object of any agent's
+    names = call.url not in STATIC_DOCUMENTS
     out = []
     for o in [*world.objects.values(), *world.fresh.values()]:
         if o.agent not in sees:
-            out += [s for s in [*o.private(), o.agent] if s and s not in sent]
+            out += [s for s in [*o.private(), *([o.agent] if names else [])] if s and s not in sent]
     return out
+
+
+STATIC_DOCUMENTS = ("/openapi.json",)
 
 
 async def ws_frames(url: str) -> tuple[list[dict[str, Any]], int | None]:
