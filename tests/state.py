@@ -12,9 +12,10 @@ from tests.harness import wait_until
 
 def snapshot(redis_url: str, prefix: str, *, audit: bool = True) -> dict[Any, Any]:
     """Every key under the prefix with its value. Bookkeeping that moves on its own
-    (worker liveness, locks, the job queue, webhook delivery logs) is left out, and so
-    is the audit log unless ``audit``."""
-    skip = tuple(f"{prefix}:{k}".encode() for k in ("workers", "lock:", "webhook:", "queue"))
+    (worker liveness, locks and leases, the job queue and arq's job keys, webhook delivery
+    logs) is left out, and so is the audit log unless ``audit``."""
+    moving = ("workers", "lock:", "lease:", "webhook:", "queue", "arq:")
+    skip = tuple(f"{prefix}:{k}".encode() for k in moving)
     audit_keys = f"{prefix}:audit:".encode()
     client = redis.Redis.from_url(redis_url)
     try:

@@ -26,6 +26,7 @@ from broker.core import links, signing
 from broker.core.keys import Keys
 from broker.core.records import InterruptRecord
 from broker.core.settings import Settings
+from tests import state
 from tests.flow import next_interrupt, start, wait_status
 from tests.harness import Broker
 from tests.jsonfuzz import encode, json_values, oracle
@@ -116,35 +117,9 @@ def api(target: Target) -> Iterator[httpx.Client]:
 
 
 def _snapshot(t: Target) -> dict[Any, Any]:
-    """Every key under the prefix with its value, less what moves on its own (liveness,
-    locks, the job queue, delivery logs) and the audit log (refusals are logged)."""
-    client = redis.Redis.from_url(t.redis_url)
-    skip = tuple(
-        f"{t.prefix}:{k}".encode() for k in ("workers", "lock:", "queue", "audit:", "webhook:")
-    )
-    try:
-        out: dict[Any, Any] = {}
-        for key in client.scan_iter(match=f"{t.prefix}:*", count=1000):
-            if key.startswith(skip):
-                continue
-            kind = client.type(key).decode()
-            if kind == "hash":
-                out[key] = client.hgetall(key)
-            elif kind == "zset":
-                out[key] = client.zrange(key, 0, -1, withscores=True)
-            elif kind == "string":
-                out[key] = client.get(key)
-            elif kind == "stream":
-                out[key] = client.xlen(key)
-            elif kind == "set":
-                out[key] = sorted(client.smembers(key))
-            elif kind == "list":
-                out[key] = client.lrange(key, 0, -1)
-            else:
-                out[key] = kind
-        return out
-    finally:
-        client.close()
+    """Every key under the prefix with its value, less the audit log (refusals are
+    logged by design)."""
+    return state.snapshot(t.redis_url, t.prefix, audit=False)
 
 
 def _deep(levels: int) -> str:

@@ -252,7 +252,8 @@ def test_requests_during_a_stall_end_within_the_socket_timeout(
             assert r.json()["error"]["code"] == "redis_unavailable"
             assert "retry-after" in r.headers
             assert api.get("/readyz").status_code == 503
-            # AG-UI answers in its own protocol: RUN_STARTED, then RUN_ERROR with the code
+            # AG-UI checks the thread before its stream starts (docs/design.md,
+            # "Isolation"), so a stall there is a plain 503 with the error shape too
             agui = api.post(
                 "/agui/counter",
                 json={
@@ -265,12 +266,9 @@ def test_requests_during_a_stall_end_within_the_socket_timeout(
                     "forwardedProps": {},
                 },
             )
-            assert agui.status_code == 200, agui.text
-            events = _sse_events(agui.text)
-            kinds = [json.loads(e["data"])["type"] for e in events]
-            assert kinds == ["RUN_STARTED", "RUN_ERROR"], kinds
-            assert json.loads(events[-1]["data"])["code"] == "redis_unavailable"
-            assert int(events[-1]["retry"]) > 0
+            assert agui.status_code == 503, agui.text
+            assert agui.json()["error"]["code"] == "redis_unavailable"
+            assert "retry-after" in agui.headers
         finally:
             server.resume()
         wait_until(lambda: api.get("/interrupts").status_code == 200, "Redis to answer")

@@ -11,6 +11,7 @@ import httpx
 import pytest
 import redis
 
+from tests import state
 from tests.flow import next_interrupt, pending, run_state, start, wait_status
 from tests.harness import Broker
 
@@ -144,37 +145,9 @@ def test_a_resume_job_delivered_twice_runs_the_graph_once(
 
 
 def _snapshot(redis_url: str, broker: Broker) -> dict[str, Any]:
-    """Every key under the broker's prefix with its value, to prove nothing changed."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        out: dict[Any, Any] = {}
-        audit = f"{broker.env['BROKER_KEY_PREFIX']}:audit:".encode()
-        for key in client.scan_iter(match=f"{broker.env['BROKER_KEY_PREFIX']}:*", count=1000):
-            if key.startswith(audit):
-                continue  # the audit log records refused attempts too, by design
-            kind = client.type(key).decode()
-            if kind == "hash":
-                out[key] = client.hgetall(key)
-            elif kind == "zset":
-                out[key] = client.zrange(key, 0, -1, withscores=True)
-            elif kind == "string":
-                out[key] = client.get(key)
-            elif kind == "stream":
-                out[key] = client.xlen(key)
-            elif kind == "set":
-                out[key] = sorted(client.smembers(key))
-            else:
-                out[key] = kind
-        # liveness, locks, the job queue and arq's job keys are bookkeeping that changes
-        # on its own
-        p = broker.env["BROKER_KEY_PREFIX"]
-        for key in list(out):
-            name = key.decode()[len(p) + 1 :]
-            if name in ("workers", "queue") or name.startswith(("lock:", "arq:")):
-                del out[key]
-        return out
-    finally:
-        client.close()
+    """Every key under the broker's prefix with its value, less the audit log (it
+    records refused attempts too, by design), to prove nothing changed."""
+    return state.snapshot(redis_url, broker.env["BROKER_KEY_PREFIX"], audit=False)
 
 
 BAD_INPUTS = [

@@ -20,6 +20,7 @@ from broker.core.codec import now_ms
 from broker.core.keys import Keys
 from broker.core.records import InterruptRecord
 from broker.core.settings import Settings
+from tests import state
 from tests.flow import next_interrupt, start, wait_status
 from tests.harness import Broker, wait_until
 from tests.receiver import Receiver, running
@@ -100,36 +101,8 @@ def mint(
 
 
 def snapshot(redis_url: str, broker: Broker, *, audit: bool) -> dict[Any, Any]:
-    """Every key under the prefix with its value; bookkeeping that moves on its own is left
-    out, and so is the audit log unless ``audit``."""
-    prefix = broker.env["BROKER_KEY_PREFIX"]
-    # liveness, locks, the job queue, arq's job keys and delivery logs move on their own
-    skip = tuple(
-        f"{prefix}:{k}".encode() for k in ("workers", "lock:", "webhook:", "queue", "arq:")
-    )
-    audit_keys = f"{prefix}:audit:".encode()
-    client = redis.Redis.from_url(redis_url)
-    try:
-        out: dict[Any, Any] = {}
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            if key.startswith(skip) or (not audit and key.startswith(audit_keys)):
-                continue
-            kind = client.type(key).decode()
-            if kind == "hash":
-                out[key] = client.hgetall(key)
-            elif kind == "zset":
-                out[key] = client.zrange(key, 0, -1, withscores=True)
-            elif kind == "string":
-                out[key] = client.get(key)
-            elif kind == "stream":
-                out[key] = client.xlen(key)
-            elif kind == "list":
-                out[key] = client.lrange(key, 0, -1)
-            else:
-                out[key] = kind
-        return out
-    finally:
-        client.close()
+    """Every key under the broker's prefix with its value (tests/state.py)."""
+    return state.snapshot(redis_url, broker.env["BROKER_KEY_PREFIX"], audit=audit)
 
 
 def post_link(browser: httpx.Client, url: str, **form: str) -> httpx.Response:

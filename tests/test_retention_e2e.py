@@ -330,7 +330,9 @@ async def _drain(
 ) -> None:
     """Sweeps (as the worker's loop does) until each prefix holds only ``kept`` keys
     besides its shared ones, and no ended run is left to forget."""
+    # arq's own job keys expire by arq's keep_result (an hour), not with the run
     shared = (b":seq", b":interrupts:version", b":events", b":queue", b":lock:", b":workers")
+    shared += (b":arq:",)
 
     def leftover(p: str) -> set[bytes]:
         return {

@@ -63,8 +63,12 @@ def test_everything_works_through_a_sentinel_url(
         httpx.Client(base_url=broker.url, timeout=30) as api,
     ):
         primary = cluster.node(cluster.primary_port() or 0).client(decode_responses=True)
-        # both workers wait for wake-ups on the primary's channel
-        assert primary.pubsub_numsub(f"{PREFIX}:wake") == [(f"{PREFIX}:wake", 2)]
+        # both workers wait for wake-ups on the primary's channel (each subscribes just
+        # after its first heartbeat)
+        wait_until(
+            lambda: primary.pubsub_numsub(f"{PREFIX}:wake") == [(f"{PREFIX}:wake", 2)],
+            "both workers to subscribe to wake-ups",
+        )
         run = start(api, "counter", {})
         # the run, and arq's job for it, are under the prefix on the primary
         assert primary.exists(f"{PREFIX}:run:{run['run_id']}")

@@ -32,9 +32,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import arq.worker
 import redis.asyncio as aioredis
 from arq import Worker
-from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from redis.exceptions import RedisError, ResponseError, WatchError
 
@@ -126,7 +126,8 @@ class BrokerWorker(Worker):
                 return
             self.job_counter += 1
             job_id = job_id_b.decode()
-            in_progress_key = in_progress_key_prefix + job_id
+            # read at each call: broker/core/arq_keys.py puts arq's keys under the prefix
+            in_progress_key = arq.worker.in_progress_key_prefix + job_id
             started = False
             try:
                 async with self.pool.pipeline(transaction=True) as pipe:
@@ -165,7 +166,7 @@ class BrokerWorker(Worker):
     async def _clear_marks(self) -> None:
         for job_id in list(self._unmarked):
             if job_id not in self.tasks:
-                await self.pool.delete(in_progress_key_prefix + job_id)
+                await self.pool.delete(arq.worker.in_progress_key_prefix + job_id)
             self._unmarked.discard(job_id)
 
     async def _listen(self) -> None:

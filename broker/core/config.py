@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from broker.core import auth, connections, expiry, links, webhooks
+from broker.core import auth, connections, durable, expiry, links, webhooks
 from broker.core.settings import Settings
 
 log = logging.getLogger("broker.core.config")
@@ -30,7 +30,8 @@ def check(settings: Settings, process: Process) -> Checked:
     """Raises ValueError (or RuntimeError for a missing ``REDIS_URL``), naming the fix,
     for configuration ``process`` must not run with."""
     connections.parse_url(settings.require_redis_url())
-    if settings.redis_wait_timeout_ms >= settings.redis_timeout_s * 1000:
+    waits = durable.min_replicas(settings) > 0
+    if waits and settings.redis_wait_timeout_ms >= settings.redis_timeout_s * 1000:
         raise ValueError(
             f"BROKER_REDIS_WAIT_TIMEOUT_MS ({settings.redis_wait_timeout_ms}) must be shorter "
             f"than BROKER_REDIS_TIMEOUT_S ({settings.redis_timeout_s} s): a write waits for "
