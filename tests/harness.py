@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -31,9 +32,22 @@ DEADLINE_S = 60.0
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port below the kernel's ephemeral range (Linux: 32768 and up).
+
+    A port the kernel hands out for ``bind(0)`` is an ephemeral one, and between this
+    check and the server's own bind any outgoing connection (a replica to its primary,
+    a client to a server) may take it as its local port; one below the range can only
+    be taken by another listener."""
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randint(20000, 32700)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port between 20000 and 32700")
 
 
 def broker_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
