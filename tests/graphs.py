@@ -21,11 +21,24 @@ def _counts() -> redis.Redis:
     return redis.Redis.from_url(os.environ.get("TEST_COUNTS_URL") or os.environ["REDIS_URL"])
 
 
+def _counter_key(prefix: str, what: str, thread_id: str) -> str:
+    return f"{prefix}:test:{what}:{thread_id}"
+
+
 def _bump(thread_id: str, what: str) -> None:
     prefix = os.environ["BROKER_KEY_PREFIX"]
     client = _counts()
     try:
-        client.incr(f"{prefix}:test:{what}:{thread_id}")
+        client.incr(_counter_key(prefix, what, thread_id))
+    finally:
+        client.close()
+
+
+def count(url: str, prefix: str, what: str, thread_id: str) -> int:
+    """How often ``what`` ran on ``thread_id``, read by a test from the Redis at ``url``."""
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.get(_counter_key(prefix, what, thread_id)) or 0)
     finally:
         client.close()
 

@@ -9,22 +9,17 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from tests import state
 from tests.flow import next_interrupt, pending, run_state, start, wait_status
+from tests.graphs import count
 from tests.harness import Broker
 
 pytestmark = pytest.mark.slow
 
 
 def _counter(redis_url: str, broker: Broker, what: str, thread_id: str) -> int:
-    client = redis.Redis.from_url(redis_url)
-    try:
-        raw = client.get(f"{broker.env['BROKER_KEY_PREFIX']}:test:{what}:{thread_id}")
-    finally:
-        client.close()
-    return int(raw or 0)
+    return count(redis_url, broker.env["BROKER_KEY_PREFIX"], what, thread_id)
 
 
 def test_twenty_concurrent_answers_have_one_winner(

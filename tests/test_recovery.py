@@ -26,6 +26,7 @@ from broker.core.store import Store
 from tests.faults import Faults
 from tests.faults import client as faulty
 from tests.flow import next_interrupt, pending, run_state, start, wait_status
+from tests.graphs import count
 from tests.harness import Broker, delete_prefix, wait_until
 from tests.servers import RedisServer
 
@@ -53,14 +54,6 @@ def make_broker(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[Any]:
         b.stop()
 
 
-def _count(url: str, prefix: str, what: str, thread_id: str) -> int:
-    client = redis.Redis.from_url(url)
-    try:
-        return int(client.get(f"{prefix}:test:{what}:{thread_id}") or 0)
-    finally:
-        client.close()
-
-
 def test_worker_killed_mid_resume_still_resumes_once(
     make_broker: Any, redis_url: str, prefix: str
 ) -> None:
@@ -75,7 +68,7 @@ def test_worker_killed_mid_resume_still_resumes_once(
         assert r.status_code == 200
         thread = run["thread_id"]
         # the worker is now inside the node, past interrupt(), blocked on the gate
-        wait_until(lambda: _count(redis_url, prefix, "answered", thread) == 1, "the node to run")
+        wait_until(lambda: count(redis_url, prefix, "answered", thread) == 1, "the node to run")
         first.kill()
         assert run_state(api, run["run_id"])["status"] == "running"
 
@@ -84,7 +77,7 @@ def test_worker_killed_mid_resume_still_resumes_once(
         try:
             # the new worker re-enters the node once the dead one's lock lapses
             wait_until(
-                lambda: _count(redis_url, prefix, "answered", thread) == 2, "the retried node"
+                lambda: count(redis_url, prefix, "answered", thread) == 2, "the retried node"
             )
             client.rpush(f"{prefix}:test:gate:{thread}", "open")
         finally:
@@ -93,7 +86,7 @@ def test_worker_killed_mid_resume_still_resumes_once(
     assert done["status"] == "succeeded", done
     assert done["output"]["values"]["answer"] == "go"
     assert done["attempts"] >= 3  # start, resume, recovery
-    assert _count(redis_url, prefix, "after", thread) == 1
+    assert count(redis_url, prefix, "after", thread) == 1
 
 
 def test_answer_recorded_but_never_queued_is_resumed_by_the_reconciler(
@@ -125,7 +118,7 @@ def test_answer_recorded_but_never_queued_is_resumed_by_the_reconciler(
         done = wait_status(api, run["run_id"], "succeeded", "failed")
     assert done["status"] == "succeeded"
     assert done["output"]["values"]["answer"] == "late"
-    assert _count(redis_url, prefix, "after", run["thread_id"]) == 1
+    assert count(redis_url, prefix, "after", run["thread_id"]) == 1
 
 
 def test_two_workers_never_run_one_thread_in_parallel(
@@ -156,9 +149,9 @@ def test_two_workers_never_run_one_thread_in_parallel(
             answers = done["output"]["values"]["answers"]
             assert sorted(answers.values()) == ["A", "C"]
             thread = run["thread_id"]
-            assert _count(redis_url, prefix, "branch-a", thread) == 1
-            assert _count(redis_url, prefix, "branch-b", thread) == 1
-            assert _count(redis_url, prefix, "join", thread) == 1
+            assert count(redis_url, prefix, "branch-a", thread) == 1
+            assert count(redis_url, prefix, "branch-b", thread) == 1
+            assert count(redis_url, prefix, "join", thread) == 1
 
 
 def test_nothing_is_lost_across_a_redis_crash_with_aof(

@@ -23,6 +23,7 @@ import redis
 
 from broker.core.keys import Keys
 from tests.flow import start, wait_status
+from tests.graphs import count
 from tests.harness import Broker, delete_prefix, free_port, wait_until
 from worker.locks import holder_of
 
@@ -85,14 +86,6 @@ def make_broker(prefix: str, tmp_path: Path) -> Iterator[Any]:
         b.stop()
 
 
-def _count(url: str, prefix: str, what: str, thread_id: str) -> int:
-    client = redis.Redis.from_url(url)
-    try:
-        return int(client.get(f"{prefix}:test:{what}:{thread_id}") or 0)
-    finally:
-        client.close()
-
-
 def _two_workers(b: Broker) -> None:
     b.start_worker()
     b.start_worker()
@@ -108,7 +101,7 @@ def test_a_worker_killed_mid_node_is_handed_on_to_the_other(
     with httpx.Client(base_url=b.url, timeout=30) as api:
         run = start(api, "slow", {"seconds": 5})
         thread = run["thread_id"]
-        wait_until(lambda: _count(redis_url, prefix, "began", thread) == 1, "the node to begin")
+        wait_until(lambda: count(redis_url, prefix, "began", thread) == 1, "the node to begin")
         client = redis.Redis.from_url(redis_url, decode_responses=True)
         try:
             token = client.get(Keys(prefix).thread_lease(thread))
@@ -123,8 +116,8 @@ def test_a_worker_killed_mid_node_is_handed_on_to_the_other(
     assert done["status"] == "succeeded", done
     assert done["output"]["values"]["done"] == 1
     # the killed attempt's node ran once more (it never finished), and only once more
-    assert _count(redis_url, prefix, "began", thread) == 2
-    assert _count(redis_url, prefix, "done", thread) == 1
+    assert count(redis_url, prefix, "began", thread) == 2
+    assert count(redis_url, prefix, "done", thread) == 1
     assert done["attempts"] == 2
 
 
@@ -138,17 +131,15 @@ def test_a_redis_stall_longer_than_the_lease_runs_the_node_once(
         with httpx.Client(base_url=b.url, timeout=30) as api:
             run = start(api, "slow", {"seconds": 3})
             thread = run["thread_id"]
-            wait_until(
-                lambda: _count(server.url, prefix, "began", thread) == 1, "the node to begin"
-            )
+            wait_until(lambda: count(server.url, prefix, "began", thread) == 1, "the node to begin")
             # every lease and heartbeat lapses; the node finishes during the stall
             server.stall(LEASE_TTL_S * 2.5)
             done = wait_status(api, run["run_id"], "succeeded", "failed")
             time.sleep(LEASE_TTL_S * 2)  # room for a wrongly queued second attempt to show
             assert api.get(f"/runs/{run['run_id']}").json()["attempts"] == 1
         assert done["status"] == "succeeded", done
-        assert _count(server.url, prefix, "began", thread) == 1
-        assert _count(server.url, prefix, "done", thread) == 1
+        assert count(server.url, prefix, "began", thread) == 1
+        assert count(server.url, prefix, "done", thread) == 1
     finally:
         delete_prefix(server.url, prefix)
         server.stop()
