@@ -203,7 +203,8 @@ async def test_an_attempt_that_loses_its_thread_mid_node_records_nothing(
         await runner.advance(run.id, "job-1")
     assert (await store.run(run.id)).status == RunStatus.RUNNING  # neither failed nor done
     tup = await saver.aget_tuple({"configurable": {"thread_id": run.thread_id}})
-    assert tup is not None and tup.checkpoint["channel_values"].get("n") == 0
+    # its one checkpoint write, where the graph stopped, was refused by the fence
+    assert tup is None
     await saver.adelete_thread(run.thread_id)
 
 

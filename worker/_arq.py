@@ -36,7 +36,8 @@ import arq.worker
 import redis.asyncio as aioredis
 from arq import Worker
 from arq.utils import timestamp_ms
-from redis.exceptions import RedisError, ResponseError, WatchError
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
 
 from broker.core import errors
 
@@ -46,6 +47,16 @@ ARQ_CHECKED = ("0.26", "0.27", "0.28")
 # The wait after a poll that met an outage: doubled each time, up to the cap.
 BACKOFF_S = (0.5, 5.0)
 Hook = Callable[[dict[str, Any]], Awaitable[Any]]
+
+# Marks a due job in progress unless it already is: its queue score, or nil when it is
+# running elsewhere, finished (gone from the queue) or deferred again (scored later).
+# KEYS: 1 in-progress key, 2 queue; ARGV: 1 job id, 2 now ms, 3 in-progress ttl ms.
+START = """
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then return nil end
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[3]) then return nil end
+return score
+"""
 
 
 class BrokerWorker(Worker):
@@ -82,6 +93,7 @@ class BrokerWorker(Worker):
         self._backoff = BACKOFF_S[0]
         self._outage = False
         self._unmarked: set[str] = set()  # jobs whose in-progress mark is left to clear
+        self._start: AsyncScript | None = None
 
     @property
     def draining(self) -> bool:
@@ -118,33 +130,31 @@ class BrokerWorker(Worker):
         self.polled_at = self.loop.time()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """arq's ``start_jobs``, which gives its slot back when Redis fails mid-way."""
+        """arq's ``start_jobs`` in one round trip per job (the ``START`` script), skipping
+        the jobs this worker already runs, and giving the slot back when Redis fails."""
         for job_id_b in job_ids:
+            job_id = job_id_b.decode()
+            if job_id in self.tasks:
+                continue  # running here: still in the queue until it finishes
             await self.sem.acquire()
             if self.job_counter >= self.max_jobs:
                 self.sem.release()
                 return
             self.job_counter += 1
-            job_id = job_id_b.decode()
             # read at each call: broker/core/arq_keys.py puts arq's keys under the prefix
             in_progress_key = arq.worker.in_progress_key_prefix + job_id
             started = False
             try:
-                async with self.pool.pipeline(transaction=True) as pipe:
-                    await pipe.watch(in_progress_key)
-                    ongoing_exists = await pipe.exists(in_progress_key)
-                    score = await pipe.zscore(self.queue_name, job_id)
-                    if ongoing_exists or not score or score > timestamp_ms():
-                        continue  # running elsewhere, finished, or deferred again
-                    pipe.multi()
-                    pipe.psetex(in_progress_key, int(self.in_progress_timeout_s * 1000), b"1")
-                    try:
-                        await pipe.execute()
-                    except (ResponseError, WatchError) as exc:
-                        if errors.unavailable(exc) is not None:
-                            raise
-                        continue  # another worker started it meanwhile
-                task = self.loop.create_task(self.run_job(job_id, int(score)))
+                if self._start is None:
+                    self._start = self.pool.register_script(START)
+                score = await self._start(
+                    [in_progress_key, self.queue_name],
+                    [job_id, timestamp_ms(), int(self.in_progress_timeout_s * 1000)],
+                    client=self.pool,
+                )
+                if score is None:
+                    continue  # running elsewhere, finished, or deferred again
+                task = self.loop.create_task(self.run_job(job_id, int(float(score))))
                 task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
                 self.tasks[job_id] = task
                 started = True
@@ -152,6 +162,22 @@ class BrokerWorker(Worker):
                 if not started:
                     self.job_counter -= 1
                     self.sem.release()
+
+    async def _cancel_aborted_jobs(self) -> None:
+        """arq's abort check in one command, and none while no job runs here: a job
+        asked to stop before it starts is skipped by ``run_job`` itself."""
+        if not self.job_tasks:
+            return
+        asked = await self.pool.zrange(arq.worker.abort_jobs_ss, 0, -1)
+        aborted = set()
+        for job_id in (b.decode() for b in asked):
+            task = self.job_tasks.get(job_id)
+            if task is not None:
+                aborted.add(job_id)
+                task.cancel()
+        if aborted:
+            self.aborting_tasks.update(aborted)
+            await self.pool.zrem(arq.worker.abort_jobs_ss, *aborted)
 
     async def run_job(self, job_id: str, score: int) -> None:
         try:

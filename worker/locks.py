@@ -83,6 +83,10 @@ class Lease:
         self, r: aioredis.Redis, lease_key: str, fence_key: str, *, holder: str, ttl_s: float
     ) -> None:
         self.r = r
+        # EVALSHA, with the script sent again only if the server lacks it (NOSCRIPT)
+        self._acquire = r.register_script(ACQUIRE)
+        self._renew = r.register_script(RENEW)
+        self._release = r.register_script(RELEASE)
         self.keys = [lease_key, fence_key]
         self.token = f"{holder}|{secrets.token_hex(8)}"
         self.ttl_s = ttl_s
@@ -93,16 +97,14 @@ class Lease:
         return Fence(self.keys[1], self.token)
 
     async def acquire(self) -> bool:
-        return bool(
-            await self.r.eval(ACQUIRE, 2, *self.keys, self.token, self.ttl_ms, FENCE_TTL_MS)
-        )
+        return bool(await self._acquire(self.keys, [self.token, self.ttl_ms, FENCE_TTL_MS]))
 
     async def renew(self) -> Literal["held", "retaken", "lost"]:
-        got = await self.r.eval(RENEW, 2, *self.keys, self.token, self.ttl_ms, FENCE_TTL_MS)
+        got = await self._renew(self.keys, [self.token, self.ttl_ms, FENCE_TTL_MS])
         return {1: "held", 2: "retaken"}.get(int(got), "lost")  # type: ignore[return-value]
 
     async def release(self) -> None:
-        await self.r.eval(RELEASE, 2, *self.keys, self.token)
+        await self._release(self.keys, [self.token])
 
 
 @contextlib.asynccontextmanager

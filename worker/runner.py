@@ -30,7 +30,7 @@ from broker.core.settings import Settings
 from broker.core.store import Attempt, Store
 from worker.locks import Lease, hold
 from worker.output import summarize
-from worker.stream import run_graph
+from worker.stream import Outcome, run_graph
 
 log = logging.getLogger("worker.runner")
 
@@ -103,8 +103,9 @@ class Runner:
         # the fence rides in the config to the checkpoint saver: a holder that lost the
         # thread can write no checkpoint either
         config: dict[str, Any] = {"configurable": {"thread_id": thread_id, FENCE_CONFIG_KEY: fence}}
-        snapshot = await graph.aget_state(config) if graph is not None else None
-        current = _checkpoint_id(snapshot) if snapshot is not None else ""
+        # the thread's latest checkpoint id; the whole state is read only to recover
+        latest = await self.saver.aget_tuple(config) if graph is not None else None
+        current = _checkpoint_id(latest) if latest is not None else ""
         begun = await self.store.begin_attempt(run_id, current, job_id, fence=fence)
         if isinstance(begun, str):
             return {
@@ -120,10 +121,14 @@ class Runner:
         config["metadata"] = {"run_id": run_id, "agent_id": run.agent_id}
         applying = [h.id for h in begun.answers]
         command, action = await self._command(begun, config, current)
-        if command is None and snapshot is not None and _input_only(snapshot):
-            # the dead attempt saved the input checkpoint but not the input in it (Redis
-            # or the worker died between the two): nothing ran, so start over
-            command = run.input
+        snapshot = None
+        if command is None:
+            # recovering: what the dead attempt left in the checkpoint says what to do
+            snapshot = await graph.aget_state(config)
+            if _input_only(snapshot):
+                # it saved the input checkpoint but not the input in it (Redis or the
+                # worker died between the two): nothing ran, so start over
+                command = run.input
         if command == "give-up":
             await fail(run, f"gave up after {run.attempts - 1} attempts", applying)
             return "failed"
@@ -131,9 +136,10 @@ class Runner:
         async def publish(etype: str, **data: Any) -> None:
             await self.store.emit(run, etype, **data)
 
+        durability = self.settings.checkpoint_durability
         try:
             if command is not None:
-                await run_graph(graph, command, config, publish)
+                outcome = await run_graph(graph, command, config, publish, durability)
             elif (
                 snapshot is not None
                 # a task whose writes were saved but whose step's checkpoint was not (the
@@ -141,8 +147,10 @@ class Runner:
                 and (snapshot.next or snapshot.tasks)
                 and (not snapshot.interrupts or await self._has_resume_writes(config))
             ):
-                await run_graph(graph, None, config, publish)
-            snapshot = await graph.aget_state(config)
+                outcome = await run_graph(graph, None, config, publish, durability)
+            else:
+                assert snapshot is not None
+                outcome = Outcome(list(snapshot.interrupts), bool(snapshot.next), snapshot.values)
         except (RedisError, ConnectionError, TimeoutError, Fenced):
             # infrastructure, not the graph (or another holder has the thread): the job
             # is retried (worker/main.py), the run stays due
@@ -152,17 +160,17 @@ class Runner:
             await fail(run, f"{type(exc).__name__}: {exc}", applying)
             return "failed"
 
-        if snapshot.interrupts:
-            pending = [self._record(run, i) for i in snapshot.interrupts]
+        if outcome.interrupts:
+            pending = [self._record(run, i) for i in outcome.interrupts]
             await self.store.record_interrupts(run, pending, applying, job_id=job_id, fence=fence)
             return f"{action}-interrupted"
-        if snapshot.next:
-            await fail(run, f"graph stopped before its end at {list(snapshot.next)}", applying)
+        if outcome.stopped:
+            await fail(run, "graph stopped before its end, at a breakpoint", applying)
             return "failed"
         if not await self.store.record_finish(
             run_id,
             RunStatus.SUCCEEDED,
-            output=summarize(snapshot.values),
+            output=summarize(outcome.values),
             applied=applying,
             job_id=job_id,
             fence=fence,

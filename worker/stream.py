@@ -13,9 +13,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessageChunk, BaseMessage
+
+# the key under which LangGraph's ``updates`` stream reports the interrupts of a step
+from langgraph._internal._constants import INTERRUPT
 
 from worker.output import message_view
 
@@ -73,13 +77,35 @@ def _log_failure(task: asyncio.Future[None]) -> None:
         log.warning("could not publish a message event", exc_info=task.exception())
 
 
-async def run_graph(graph: Any, command: Any, config: dict[str, Any], publish: Publish) -> None:
+@dataclass
+class Outcome:
+    """Where an attempt stopped, as the graph's own stream said it: the interrupts it
+    raised (``stopped`` also at a static breakpoint, which raises none) and its output
+    values after the last step."""
+
+    interrupts: list[Any] = field(default_factory=list)
+    stopped: bool = False
+    values: Any = None
+
+
+async def run_graph(
+    graph: Any, command: Any, config: dict[str, Any], publish: Publish, durability: str
+) -> Outcome:
     """Executes one attempt of the graph, publishing message events as they happen."""
     deltas = _Deltas(publish)
+    outcome = Outcome()
+    modes = ["messages", "updates", "values"]
     try:
         async for mode, payload in graph.astream(
-            command, config, stream_mode=["messages", "updates"], durability="sync"
+            command, config, stream_mode=modes, durability=durability
         ):
+            if mode == "values":
+                outcome.values = payload
+                continue
+            if mode == "updates" and isinstance(payload, dict) and INTERRUPT in payload:
+                outcome.stopped = True
+                outcome.interrupts.extend(payload[INTERRUPT] or ())
+                continue
             try:
                 if mode == "messages":
                     await _on_chunk(payload, deltas)
@@ -92,6 +118,7 @@ async def run_graph(graph: Any, command: Any, config: dict[str, Any], publish: P
     finally:
         with contextlib.suppress(Exception):
             await deltas.flush()
+    return outcome
 
 
 async def _on_chunk(payload: Any, deltas: _Deltas) -> None:

@@ -5,11 +5,36 @@ from __future__ import annotations
 import logging
 
 from arq.connections import ArqRedis
+from arq.jobs import serialize_job
 
 from broker.core.codec import now_ms
 from broker.core.store import Store
 
 log = logging.getLogger("broker.core.jobs")
+
+# arq's enqueue (a job that exists, or whose result is still kept, is not queued again)
+# and the wake-up, in one round trip instead of WATCH/EXISTS/MULTI/…/EXEC and a PUBLISH.
+# KEYS: 1 job, 2 job's result, 3 queue, 4 wake channel; ARGV: 1 job id, 2 score (ms),
+# 3 job ttl ms, 4 the job as arq serializes it, 5 "1" to wake the workers.
+ENQUEUE = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+if ARGV[5] == '1' then redis.call('PUBLISH', KEYS[4], '1') end
+return 1
+"""
+
+
+async def enqueue(queue: ArqRedis, store: Store, function: str, job_id: str, *args: object) -> bool:
+    """Queues ``function(*args)`` as arq job ``job_id`` now, as ``ArqRedis.enqueue_job``
+    does, and wakes the workers; False if that job is queued or recently finished."""
+    k = store.keys
+    ts = now_ms()
+    job = serialize_job(function, args, {}, None, ts, serializer=queue.job_serializer)
+    script = queue.register_script(ENQUEUE)
+    keys = [k.arq_job_prefix + job_id, k.arq_result_prefix + job_id, k.queue, k.wake_channel]
+    wake = "1" if store.settings.wake_workers else "0"
+    return bool(await script(keys, [job_id, ts, queue.expires_extra_ms, job, wake]))
 
 
 async def enqueue_advance(queue: ArqRedis, store: Store, run_id: str, reason: str) -> None:
@@ -19,11 +44,7 @@ async def enqueue_advance(queue: ArqRedis, store: Store, run_id: str, reason: st
     worker's reconciler queues overdue runs.
     """
     try:
-        await queue.enqueue_job(
-            "advance", run_id, _job_id=f"advance:{run_id}:{reason}", _queue_name=store.keys.queue
-        )
-        if store.settings.wake_workers:
-            await store.r.publish(store.keys.wake_channel, "1")
+        await enqueue(queue, store, "advance", f"advance:{run_id}:{reason}", run_id)
     except Exception:
         log.warning("could not queue run %s now; the reconciler will", run_id, exc_info=True)
 

@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     """How long a job waits for a busy thread before it is retried later."""
     run_max_attempts: PositiveInt = 5
     """Attempts at a run that keeps dying (worker crashes, timeouts) before it fails."""
+    checkpoint_durability: Literal["exit", "sync"] = "exit"
+    """When an attempt writes its checkpoint: ``exit``, once, where the graph stops (an
+    interrupt, its end, an error); ``sync``, after every step as well, so an attempt
+    that dies mid-way continues from its last step rather than from where it began."""
     reconcile_interval_s: Positive = 5.0
     reconcile_grace_s: Positive = 10.0
     worker_heartbeat_s: Positive = 5.0
