@@ -94,6 +94,7 @@ class BrokerWorker(Worker):
         self._outage = False
         self._unmarked: set[str] = set()  # jobs whose in-progress mark is left to clear
         self._start: AsyncScript | None = None
+        self._wake = asyncio.Event()
 
     @property
     def draining(self) -> bool:
@@ -196,19 +197,34 @@ class BrokerWorker(Worker):
             self._unmarked.discard(job_id)
 
     async def _listen(self) -> None:
-        polling = asyncio.Lock()
+        """Follows the wake channel; each message asks for one poll (``_polls``). A wake
+        that arrives while a poll runs asks for another after it, since that poll may have
+        read the queue before the new job was in it."""
+        poller = asyncio.create_task(self._polls())
+        try:
+            while True:
+                try:
+                    async with self.wake_redis.pubsub() as ps:
+                        await ps.subscribe(self.wake_channel)
+                        async for message in ps.listen():
+                            if message.get("type") == "message":
+                                self._wake.set()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # Redis went away: arq's own polling still runs; resubscribe when back
+                    log.debug("wake channel lost; resubscribing", exc_info=True)
+                    await asyncio.sleep(1)
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+
+    async def _polls(self) -> None:
         while True:
+            await self._wake.wait()
+            self._wake.clear()  # wakes during the poll below set it again
             try:
-                async with self.wake_redis.pubsub() as ps:
-                    await ps.subscribe(self.wake_channel)
-                    async for message in ps.listen():
-                        if message.get("type") != "message" or polling.locked():
-                            continue  # a poll already under way picks the new job up too
-                        async with polling:
-                            await self._poll_iteration()
-            except asyncio.CancelledError:
-                raise
+                await self._poll_iteration()
             except Exception:
-                # Redis went away: arq's own polling still runs; resubscribe when it is back
-                log.debug("wake channel lost; resubscribing", exc_info=True)
-                await asyncio.sleep(1)
+                log.exception("poll after a wake-up failed; arq's own polling goes on")

@@ -52,10 +52,12 @@ end
 return 0
 """
 
-# Compare-and-delete of the lease and the fence. KEYS: as ACQUIRE; ARGV: 1 token.
+# Compare-and-delete of the lease and the fence. While the lease names the holder, so
+# does the fence (only a taker of the lease writes it). KEYS: as ACQUIRE; ARGV: 1 token.
 RELEASE = """
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then return redis.call('DEL', KEYS[1], KEYS[2]) end
+if not held and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 return 0
 """
 

@@ -85,7 +85,12 @@ if prior == 'queued' then
 elseif prior == 'interrupted' then
   emit(run, 'run.resumed', '{"interrupt_ids":' .. json_ids(ids) .. '}')
 end
-local out = {'ok', prior, redis.call('HGETALL', k_run(run.id))}
+local flat = {}
+for field, value in pairs(run) do
+  table.insert(flat, field)
+  table.insert(flat, value)
+end
+local out = {'ok', prior, flat}
 for _, flat in ipairs(answers) do table.insert(out, flat) end
 return out
 """

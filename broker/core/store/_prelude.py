@@ -47,8 +47,9 @@ end
 
 -- appends an entry to the interrupt's capped audit log
 local function audit(iid, entry)
-  redis.call('RPUSH', k_audit(iid), entry)
-  redis.call('LTRIM', k_audit(iid), -AUDIT_MAX, -1)
+  if redis.call('RPUSH', k_audit(iid), entry) > AUDIT_MAX then
+    redis.call('LTRIM', k_audit(iid), -AUDIT_MAX, -1)
+  end
 end
 
 -- the entry of the step that decides the interrupt (resolve, expire): appended to the
@@ -101,6 +102,8 @@ end
 
 local function set_run_status(run, status, fields)
   redis.call('HSET', k_run(run.id), 'status', status, 'updated_ms', NOW, unpack(fields))
+  for i = 1, #fields, 2 do run[fields[i]] = fields[i + 1] end
+  run.updated_ms = NOW
   if run.status ~= status then
     redis.call('ZREM', k_rstatus(run.status), run.id)
     redis.call('ZADD', k_rstatus(status), tonumber(run.seq) or 0, run.id)
