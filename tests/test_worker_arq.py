@@ -24,9 +24,19 @@ def test_arq_is_a_version_the_worker_was_checked_against() -> None:
     # and the ones the outage handling overrides, with the attributes they use
     assert list(inspect.signature(Worker.start_jobs).parameters) == ["self", "job_ids"]
     assert list(inspect.signature(Worker.run_job).parameters) == ["self", "job_id", "score"]
+    assert list(inspect.signature(Worker._cancel_aborted_jobs).parameters) == ["self"]
     init = inspect.getsource(Worker.__init__)
-    for attr in ("self.sem", "self.job_counter", "self.in_progress_timeout_s", "self.tasks"):
+    for attr in (
+        "self.sem",
+        "self.job_counter",
+        "self.in_progress_timeout_s",
+        "self.tasks",
+        "self.job_tasks",
+        "self.aborting_tasks",
+    ):
         assert attr in init, attr
+    # the job's own start drops a job asked to stop before it started
+    assert "abort_jobs_ss" in inspect.getsource(Worker.run_job)
     assert "_release_sem_dec_counter_on_complete" in dir(Worker)
 
 

@@ -13,15 +13,19 @@ off instead, and the loop goes on; the worker never exits for it:
   health key): an outage skips the rest of the poll and waits, doubling up to
   ``BACKOFF_S``; ``polled_at`` records the last poll that got through, which the
   broker's heartbeat follows;
-- ``start_jobs``: arq takes a slot before it marks a job in progress and leaks the slot
-  when that mark fails with anything but a conflict; here the slot is given back;
+- ``start_jobs``: one script per job (``START``) where arq takes six round trips
+  (WATCH, EXISTS, ZSCORE, MULTI, PSETEX, EXEC), jobs already running here are skipped
+  without asking Redis, and a slot taken for a job whose mark fails is given back;
+- ``_cancel_aborted_jobs``: one ZRANGE, and none while no job runs here (a job asked
+  to stop before it starts is dropped by arq's ``run_job``);
 - ``run_job``: when Redis fails before arq could record the job's end, the job's
   in-progress mark would hold it for ``job_timeout`` more seconds; it is cleared at the
   next poll that gets through, so the job (whose run is idempotent) runs again at once.
 
-The private parts are ``Worker._poll_iteration``, ``start_jobs``, ``run_job`` and the
-attributes they use: checked against the arq versions ``pyproject.toml`` allows
-(``ARQ_CHECKED``), which tests/test_worker_arq.py asserts.
+The private parts are ``Worker._poll_iteration``, ``start_jobs``,
+``_cancel_aborted_jobs``, ``run_job`` and the attributes they use: checked against the
+arq versions ``pyproject.toml`` allows (``ARQ_CHECKED``), which tests/test_worker_arq.py
+asserts.
 """
 
 from __future__ import annotations
