@@ -3,6 +3,7 @@ the wake-up that starts a job without waiting out arq's poll delay."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 from arq.worker import Worker
 
-from tests.flow import next_interrupt, start
+from tests.flow import next_interrupt, start, wait_status
 from tests.harness import Broker
 from worker._arq import ARQ_CHECKED
 
@@ -48,3 +49,29 @@ def test_a_job_starts_on_the_wake_channel_not_the_poll(redis_url: str, tmp_path:
         for _ in range(3):
             run = start(api, "naming", {"messages": [{"role": "user", "content": "hi"}]})
             assert next_interrupt(api, run["run_id"])["type"] == "approval"
+
+
+@pytest.mark.slow
+def test_jobs_queued_while_a_poll_runs_are_started_by_the_wake_up(
+    redis_url: str, tmp_path: Path
+) -> None:
+    # arq would next poll in an hour. Runs queued at once wake the worker while it is
+    # still polling for the first ones; a wake-up it dropped then would leave a run
+    # queued for that hour.
+    broker = Broker(redis_url, "ibtwake2", tmp_path, BROKER_POLL_DELAY_S="3600")
+    with broker.serving() as b:
+
+        async def burst() -> list[str]:
+            async with httpx.AsyncClient(base_url=b.url, timeout=30) as api:
+                started = await asyncio.gather(
+                    *(
+                        api.post("/runs", json={"agent_id": "counter", "input": {}})
+                        for _ in range(30)
+                    )
+                )
+                return [r.json()["run_id"] for r in started]
+
+        run_ids = asyncio.run(burst())
+        with httpx.Client(base_url=b.url, timeout=30) as api:
+            for run_id in run_ids:
+                wait_status(api, run_id, "interrupted")
