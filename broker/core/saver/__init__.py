@@ -56,8 +56,8 @@ from broker.core.saver._threads import ThreadOps
 
 
 class LegacyLayout(RuntimeError):
-    """The thread's checkpoints are in the layout of broker 0.1.0, which this saver does
-    not read (docs/design.md, "Checkpoints")."""
+    """The thread has checkpoints in the layout of broker 0.1.0, which this saver neither
+    reads (they look absent) nor writes to (docs/design.md, "Checkpoints")."""
 
 
 class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
@@ -113,19 +113,8 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
         checkpoints found (id, row, writes) and the values by field."""
         k, pre = self.keys, _ns_prefix(ns)
         keys = [k.checkpoint_ids(thread_id), k.checkpoint_data(thread_id)]
-        if ids:
-            args: list[Any] = [pre, "ids", *ids]
-        else:
-            args = [pre, "page", below or "", count]
-            if below is None:
-                keys.append(k.checkpoint_legacy_keys(thread_id))
+        args: list[Any] = [pre, "ids", *ids] if ids else [pre, "page", below or "", count]
         reply = await self._read(keys=keys, args=args)
-        if reply == -1:
-            raise LegacyLayout(
-                f"thread {thread_id!r} has checkpoints stored by broker 0.1.0, which this "
-                "version does not read: finish or cancel its runs on 0.1.0, or delete them "
-                "(docs/design.md, Checkpoints)"
-            )
         listed, last, cids, rows, indexes, fields, values = reply
         found = dict(zip(fields, values, strict=True))
         tuples = []
@@ -274,11 +263,19 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
             k.checkpoint_thread_runs(thread_id),
             k.checkpoint_threads,
             k.checkpoint_run(run_id or "_"),
+            k.checkpoint_legacy_keys(thread_id),
         ]
         run_entry = json.dumps([thread_id, ns, cid]) if run_id else ""
         args: list[Any] = [thread_id, pre + cid, run_entry, len(fields), *_pairs(fields)]
         fence = _fence(config, keys, args)
-        if not await self._call(self._put, keys, args):
+        done = await self._call(self._put, keys, args)
+        if done == -1:
+            raise LegacyLayout(
+                f"thread {thread_id!r} has checkpoints stored by broker 0.1.0, which this "
+                "version neither reads nor writes to: finish its runs on 0.1.0, or delete "
+                "the thread's checkpoints (docs/design.md, Checkpoints)"
+            )
+        if not done:
             raise Fenced(f"checkpoint of thread {thread_id}: {fence} no longer holds it")
         return _config(thread_id, ns, cid)
 

@@ -20,18 +20,32 @@ end
 """
 
 # One checkpoint in one step. KEYS: 1 ids, 2 data, 3 the thread's run indexes, 4 thread
-# registry, 5 the run's index, [6 fence]. ARGV: 1 thread id, 2 member, 3 run entry ('' when
-# none), 4 field count, fields and values (the row, then the new channel values), [lease
-# token]. A thread with no checkpoint yet enters the registry; new keys of a thread that
-# expires take its remaining TTL (the others keep theirs). Returns 1, or 0 when fenced.
+# registry, 5 the run's index, 6 the thread's key index in the layout before this one,
+# [7 fence]. ARGV: 1 thread id, 2 member, 3 run entry ('' when none), 4 field count,
+# fields and values (the row, then the new channel values), [lease token]. The first
+# checkpoint a run writes to a thread (and any without a run) registers the thread, with
+# its deadline when it expires, and gives the keys that may be new its remaining TTL; the
+# thread's other keys keep theirs. Returns 1, 0 when fenced, or -1 (nothing written) when
+# the thread has checkpoints in the former layout.
 PUT = (
     _FENCE_FN
     + """
-if fenced(5) then return 0 end
-local ttl = redis.call('PTTL', KEYS[1])
-local first = ttl == -2
-if first then
+if fenced(6) then return 0 end
+local new_run = 1
+if ARGV[3] ~= '' then
+  redis.call('SADD', KEYS[5], ARGV[3])
+  new_run = redis.call('SADD', KEYS[3], KEYS[5])
+end
+local ttl = 0
+if new_run == 1 then
   ttl = redis.call('PTTL', KEYS[2])
+  if ttl == -2 and redis.call('EXISTS', KEYS[6]) == 1 then
+    if ARGV[3] ~= '' then
+      redis.call('SREM', KEYS[5], ARGV[3])
+      redis.call('SREM', KEYS[3], KEYS[5])
+    end
+    return -1
+  end
   local score = 'inf'
   if ttl > 0 then
     local now = redis.call('TIME')
@@ -42,14 +56,9 @@ end
 redis.call('ZADD', KEYS[1], 0, ARGV[2])
 local n = tonumber(ARGV[4])
 redis.call('HSET', KEYS[2], unpack(ARGV, 5, 4 + 2 * n))
-local new_run = 0
-if ARGV[3] ~= '' then
-  redis.call('SADD', KEYS[5], ARGV[3])
-  new_run = redis.call('SADD', KEYS[3], KEYS[5])
-end
 if ttl > 0 then
-  if first then redis.call('PEXPIRE', KEYS[1], ttl) end
-  if new_run == 1 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  if ARGV[3] ~= '' then
     redis.call('PEXPIRE', KEYS[3], ttl)
     redis.call('PEXPIRE', KEYS[5], ttl)
   end
@@ -98,12 +107,11 @@ return 1
 )
 
 # Checkpoints of one namespace with their writes and the channel values they need, in one
-# step. KEYS: 1 ids, 2 data, [3 the thread's key index in the layout before this one].
+# step. KEYS: 1 ids, 2 data.
 # ARGV: 1 namespace prefix (escaped namespace, NUL), 2 'page' or 'ids', then for 'page':
 # 3 list below this id ('' from the newest), 4 count; for 'ids': the checkpoint ids.
 # Returns {ids listed, last id listed, found ids, rows, write indexes, fields, values}
-# (fields: the writes and channel values the found rows name), or -1 when a thread has
-# no checkpoint here but one in the former layout.
+# (fields: the writes and channel values the found rows name).
 READ = """
 local pre = ARGV[1]
 local listed = {}
@@ -112,9 +120,6 @@ if ARGV[2] == 'page' then
   if ARGV[3] ~= '' then top = '(' .. pre .. ARGV[3] end
   local found = redis.call('ZREVRANGEBYLEX', KEYS[1], top, '[' .. pre, 'LIMIT', 0, ARGV[4])
   for j, m in ipairs(found) do listed[j] = string.sub(m, #pre + 1) end
-  if #found == 0 and ARGV[3] == '' and #KEYS > 2 and redis.call('EXISTS', KEYS[3]) == 1 then
-    return -1
-  end
 else
   for j = 3, #ARGV do table.insert(listed, ARGV[j]) end
 end
@@ -161,9 +166,11 @@ end
 
 # Expires (ARGV[2] ms) or persists (ARGV[2] '') every key of a thread, and scores it in
 # the thread registry: a fixed number of keys, plus the index of each run that wrote to
-# it. KEYS: 1 ids, 2 data, 3 the thread's run indexes, 4 thread registry; ARGV: 1 thread id,
-# 2 ttl in ms or ''.
+# it. A thread without a TTL has none on any key (they get theirs together), so persisting
+# it is one PTTL. KEYS: 1 ids, 2 data, 3 the thread's run indexes, 4 thread registry;
+# ARGV: 1 thread id, 2 ttl in ms or ''.
 RETENTION = """
+if ARGV[2] == '' and redis.call('PTTL', KEYS[2]) < 0 then return end
 local keys = redis.call('SMEMBERS', KEYS[3])
 for j = 1, 3 do table.insert(keys, KEYS[j]) end
 local score = 'inf'
