@@ -100,17 +100,22 @@ async def _put(
     thread_id: str,
     ns: str = "",
     parent: str | None = None,
+    run_id: str = "run",
     **values: Any,
 ) -> RunnableConfig:
     cp = generate_checkpoint(channel_values=values, channel_versions=dict.fromkeys(values, 1))
     config = generate_config(thread_id, checkpoint_ns=ns, checkpoint_id=parent)
-    stored = await saver.aput(config, cp, generate_metadata(), dict.fromkeys(values, 1))
+    metadata = generate_metadata(run_id=run_id)
+    stored = await saver.aput(config, cp, metadata, dict.fromkeys(values, 1))
     return stored
 
 
 async def _thread_keys(client: aioredis.Redis, keys: Keys, thread_id: str) -> set[bytes]:
-    members = await client.smembers(keys.checkpoint_thread_keys(thread_id))  # type: ignore[misc]
-    return {*members, keys.checkpoint_thread_keys(thread_id).encode()}
+    """The thread's keys that exist: its own, and the run indexes it is listed in."""
+    runs = keys.checkpoint_thread_runs(thread_id)
+    members = await client.smembers(runs)  # type: ignore[misc]
+    own = [keys.checkpoint_ids(thread_id), keys.checkpoint_data(thread_id), runs]
+    return {k.encode() for k in own if await client.exists(k)} | set(members)
 
 
 async def test_expire_and_persist_cover_every_key_of_the_thread(
@@ -120,7 +125,7 @@ async def test_expire_and_persist_cover_every_key_of_the_thread(
     first = await _put(saver, "done", x=1)
     await saver.aput_writes(first, [("x", 2)], "task")
     await _put(saver, "done", "child:1", y=1)
-    await _put(saver, "other", z=1)
+    await _put(saver, "other", run_id="other-run", z=1)
 
     await saver.aexpire_thread("done")
     thread_keys = await _thread_keys(client, keys, "done")
@@ -128,17 +133,19 @@ async def test_expire_and_persist_cover_every_key_of_the_thread(
     other = await _thread_keys(client, keys, "other")
     # Every key is either the thread's, the other thread's, or the shared registry.
     assert everything == thread_keys | other | {keys.checkpoint_threads.encode()}
-    assert len(thread_keys) >= 8  # ns set, 2 indexes, 2 blob hashes, 2 rows, writes, index
+    assert len(thread_keys) == 4  # checkpoints, data, run indexes, the run's index
     for key in thread_keys:
         assert 0 < await client.pttl(key) <= 600_000, key
     for key in other:
         assert await client.pttl(key) == -1, key
 
     # Keys written after the expiry inherit it, so the thread still expires as a whole.
-    second = await _put(saver, "done", parent=first["configurable"]["checkpoint_id"], x=3)
+    second = await _put(
+        saver, "done", parent=first["configurable"]["checkpoint_id"], run_id="later", x=3
+    )
     await saver.aput_writes(second, [("x", 4)], "task")
     new_keys = await _thread_keys(client, keys, "done") - thread_keys
-    assert new_keys
+    assert new_keys == {keys.checkpoint_run("later").encode()}
     for key in new_keys:
         assert 0 < await client.pttl(key) <= 600_000, key
 
@@ -233,14 +240,15 @@ async def test_list_pages_through_long_threads(saver: RedisCheckpointSaver) -> N
 def test_checkpoint_keys_share_the_prefix_and_escape_separators() -> None:
     keys = Keys("p")
     names = [
-        keys.checkpoint("a:b", "c", "1"),
-        keys.checkpoint("a", "b:c", "1"),
-        keys.checkpoint("a", "b", "c:1"),
-        keys.checkpoint_writes("a:b", "c", "1"),
-        keys.checkpoint_index("a:n:b", ""),
-        keys.checkpoint_index("a", "b:ids"),
-        keys.checkpoint_thread_keys("a:keys"),
+        keys.checkpoint_ids("a:b"),
+        keys.checkpoint_ids("a"),
+        keys.checkpoint_data("a:b"),
+        keys.checkpoint_data("a:cps"),
+        keys.checkpoint_ids("a:data"),
+        keys.checkpoint_thread_runs("a:b"),
+        keys.checkpoint_legacy_keys("a:runs"),
         keys.checkpoint_run("a:b"),
+        keys.checkpoint_run("a"),
     ]
     assert len(set(names)) == len(names)
     assert all(name.startswith(keys.checkpoint_prefix() + ":") for name in names)

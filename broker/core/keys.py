@@ -264,36 +264,32 @@ class Keys:
         # escape character) keeps every checkpoint key name unambiguous.
         return value.replace("%", "%25").replace(":", "%3A")
 
-    def _cp_ns(self, thread_id: str, ns: str) -> str:
-        return f"{self.checkpoint_prefix()}:t:{self._cp_part(thread_id)}:n:{self._cp_part(ns)}"
+    def _cp_thread(self, thread_id: str) -> str:
+        return f"{self.checkpoint_prefix()}:t:{self._cp_part(thread_id)}"
 
     @property
     def checkpoint_threads(self) -> str:
         """Sorted set of thread ids with checkpoints, scored by expiry deadline (ms) or +inf."""
         return f"{self.checkpoint_prefix()}:threads"
 
-    def checkpoint_thread_keys(self, thread_id: str) -> str:
-        """Set of every key holding the thread's checkpoints: expire, persist and delete use it."""
-        return f"{self.checkpoint_prefix()}:t:{self._cp_part(thread_id)}:keys"
+    def checkpoint_ids(self, thread_id: str) -> str:
+        """Sorted set of the thread's checkpoints, ``<namespace>NUL<id>``, all scored 0 so
+        they sort by namespace, then by id (uuid6: by time)."""
+        return f"{self._cp_thread(thread_id)}:cps"
 
-    def checkpoint_namespaces(self, thread_id: str) -> str:
-        """Set of the thread's checkpoint namespaces ('' is the root graph)."""
-        return f"{self.checkpoint_prefix()}:t:{self._cp_part(thread_id)}:ns"
+    def checkpoint_data(self, thread_id: str) -> str:
+        """Hash of the thread's checkpoint rows, writes and channel values (field names in
+        broker/core/saver/_codec.py)."""
+        return f"{self._cp_thread(thread_id)}:data"
 
-    def checkpoint_index(self, thread_id: str, ns: str) -> str:
-        """Checkpoint ids of one namespace, all scored 0 so they sort by id (uuid6: by time)."""
-        return f"{self._cp_ns(thread_id, ns)}:ids"
+    def checkpoint_thread_runs(self, thread_id: str) -> str:
+        """Set of the run indexes (checkpoint_run) the thread's checkpoints are listed in."""
+        return f"{self._cp_thread(thread_id)}:runs"
 
-    def checkpoint_blobs(self, thread_id: str, ns: str) -> str:
-        """Hash of channel values of one namespace, one field per (channel, version)."""
-        return f"{self._cp_ns(thread_id, ns)}:blobs"
-
-    def checkpoint(self, thread_id: str, ns: str, checkpoint_id: str) -> str:
-        return f"{self._cp_ns(thread_id, ns)}:c:{self._cp_part(checkpoint_id)}"
-
-    def checkpoint_writes(self, thread_id: str, ns: str, checkpoint_id: str) -> str:
-        """Hash of a checkpoint's pending writes, one field per (task id, write index)."""
-        return f"{self._cp_ns(thread_id, ns)}:w:{self._cp_part(checkpoint_id)}"
+    def checkpoint_legacy_keys(self, thread_id: str) -> str:
+        """The key index of the checkpoint layout of 0.1.0 (one key per checkpoint):
+        only read to tell such a thread apart, and deleted with it."""
+        return f"{self._cp_thread(thread_id)}:keys"
 
     def checkpoint_run(self, run_id: str) -> str:
         """Set of (thread id, namespace, checkpoint id) written by one run."""

@@ -1,10 +1,11 @@
 """LangGraph checkpoint saver on plain Redis commands, so it runs on Redis 7+ and Valkey.
 
-Per thread and namespace (key names in ``broker.core.keys``): a sorted set of checkpoint ids,
-all scored 0 so BYLEX ranges order them by uuid6 time; one hash per checkpoint (serialized
-checkpoint without its values, metadata, parent id, run id); one hash per checkpoint of
-pending writes; one hash of channel values keyed by (channel, version). A per-thread set
-lists every one of those keys, so retention and deletion never SCAN.
+Per thread (key names in ``broker.core.keys``, layout in ``_lua``): a sorted set of its
+checkpoints (namespace and id), one hash of their rows, writes and channel values, and a
+set of the run indexes it is listed in. Every call is one round trip: a write is one
+script, a read is one script that finds the checkpoint and returns its row, its writes
+and the channel values it needs. Retention touches a fixed set of keys per thread plus
+one per run that wrote to it, never one per checkpoint.
 """
 
 from __future__ import annotations
@@ -29,35 +30,41 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from broker.core.durable import Durability
 from broker.core.fence import Fenced
 from broker.core.keys import Keys
+from broker.core.saver import _lua
 from broker.core.saver._codec import (
     _EMPTY,
     _PAGE,
-    _PUT,
-    _PUT_WRITES,
-    _TRACK,
     _async_only,
     _config,
     _fence,
     _field,
+    _ns_name,
+    _ns_prefix,
     _pack,
     _pairs,
+    _row,
     _target,
     _unpack,
+    _unrow,
 )
 from broker.core.saver._threads import ThreadOps
+
+
+class LegacyLayout(RuntimeError):
+    """The thread has checkpoints in the layout of broker 0.1.0, which this saver neither
+    reads (they look absent) nor writes to (docs/design.md, "Checkpoints")."""
 
 
 class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
     """Async LangGraph checkpoint saver on plain Redis commands (no modules needed).
 
     ``redis`` must be created with ``decode_responses=False``. ``ttl_s`` is the default for
-    `aexpire_thread`. Every state change is one MULTI/EXEC transaction or script. A config
+    `aexpire_thread`. Every state change is one script or MULTI/EXEC transaction. A config
     carrying a fence (broker/core/fence.py) makes puts refuse, with ``Fenced``, once
     another lease holder has taken the thread.
     """
@@ -78,9 +85,14 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
         self.durable = durable
         self.keys = keys
         self.ttl_s = ttl_s
-        # called on their own, never in a pipeline (which would send SCRIPT EXISTS first)
-        self._put = redis.register_script(_PUT)
-        self._put_writes = redis.register_script(_PUT_WRITES)
+        # called on their own, never in a pipeline (which would send SCRIPT EXISTS first):
+        # EVALSHA, and the script itself only after NOSCRIPT
+        self._put = redis.register_script(_lua.PUT)
+        self._put_writes = redis.register_script(_lua.PUT_WRITES)
+        self._read = redis.register_script(_lua.READ)
+        self._ns_script = redis.register_script(_lua.NAMESPACES)
+        self._retention_script = redis.register_script(_lua.RETENTION)
+        self._delete_script = redis.register_script(_lua.DELETE_THREAD)
 
     # -- serialization ---------------------------------------------------------------
     def _dump(self, value: Any) -> bytes:
@@ -91,62 +103,55 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
         (type_,), data = _unpack(raw)
         return self.serde.loads_typed((type_, data))
 
-    async def _track(self, pipe: Pipeline, thread_id: str, written: list[str]) -> None:
-        keys = [self.keys.checkpoint_thread_keys(thread_id), self.keys.checkpoint_threads]
-        # EVAL rather than a registered script: a script in a pipeline makes redis-py send
-        # SCRIPT EXISTS before every write
-        pipe.eval(_TRACK, len(keys) + len(written), *keys, *written, thread_id)
-
     # -- reads -----------------------------------------------------------------------
-    async def _ids(self, thread_id: str, ns: str, below: str | None, count: int) -> list[str]:
-        # Newest first, strictly below ``below``: O(log n) wherever the page starts.
-        found = await self.redis.zrevrangebylex(
-            self.keys.checkpoint_index(thread_id, ns), f"({below}" if below else "+", "-", 0, count
-        )
-        return [m.decode() for m in found]
-
-    async def _tuples(
-        self, thread_id: str, ns: str, ids: Sequence[str], filter: dict[str, Any] | None
-    ) -> list[CheckpointTuple]:
-        k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for cid in ids:
-                pipe.hgetall(k.checkpoint(thread_id, ns, cid))
-                pipe.hvals(k.checkpoint_writes(thread_id, ns, cid))
-            replies = await pipe.execute()
-        found = []
-        for cid, row, writes in zip(ids, replies[::2], replies[1::2], strict=True):
-            if not row:
-                continue  # deleted after the index was read
-            metadata = self._load(row[b"metadata"])
-            if filter and any(metadata.get(key) != value for key, value in filter.items()):
-                continue
-            found.append((cid, row, metadata, writes, self._load(row[b"checkpoint"])))
-        wanted = sorted(
-            {_field(ch, str(v)) for *_, cp in found for ch, v in cp["channel_versions"].items()}
-        )
-        blobs: dict[str, bytes | None] = {}
-        if wanted:
-            stored = await self.redis.hmget(k.checkpoint_blobs(thread_id, ns), wanted)
-            blobs = dict(zip(wanted, stored, strict=True))
+    async def _page(
+        self, thread_id: str, ns: str, below: str | None, count: int, ids: Sequence[str] = ()
+    ) -> tuple[int, str, list[tuple[str, bytes, list[bytes]]], dict[bytes, bytes | None]]:
+        """One script call: up to ``count`` checkpoints of the namespace newest first,
+        strictly below ``below`` (or the checkpoints ``ids``), each with its writes, and
+        the channel values they need. Returns how many ids it listed, the last one, the
+        checkpoints found (id, row, writes) and the values by field."""
+        k, pre = self.keys, _ns_prefix(ns)
+        keys = [k.checkpoint_ids(thread_id), k.checkpoint_data(thread_id)]
+        args: list[Any] = [pre, "ids", *ids] if ids else [pre, "page", below or "", count]
+        reply = await self._read(keys=keys, args=args)
+        listed, last, cids, rows, indexes, fields, values = reply
+        found = dict(zip(fields, values, strict=True))
         tuples = []
-        for cid, row, metadata, writes, cp in found:
-            values = {}
-            for ch, v in cp["channel_versions"].items():
-                raw = blobs.get(_field(ch, str(v)))
-                if raw is not None and raw != _EMPTY:
-                    values[ch] = self._load(raw)
-            parent = row.get(b"parent")
-            tuples.append(
-                CheckpointTuple(
-                    config=_config(thread_id, ns, cid),
-                    checkpoint={**cp, "channel_values": values},  # type: ignore[typeddict-item]
-                    metadata=metadata,
-                    parent_config=_config(thread_id, ns, parent.decode()) if parent else None,
-                    pending_writes=self._pending_writes(writes),
-                )
-            )
-        return tuples
+        for cid, row, index in zip(cids, rows, indexes, strict=True):
+            prefix = b"w" + pre.encode() + cid + b"\0"
+            writes = [found[prefix + w] for w in index.split(b"\t") if w]
+            tuples.append((cid.decode(), row, [w for w in writes if w is not None]))
+        return int(listed), last.decode() if isinstance(last, bytes) else "", tuples, found
+
+    def _tuple(
+        self,
+        thread_id: str,
+        ns: str,
+        cid: str,
+        row: bytes,
+        writes: list[bytes],
+        values: dict[bytes, bytes | None],
+        filter: dict[str, Any] | None,
+    ) -> CheckpointTuple | None:
+        parent, _, cp_raw, md_raw = _unrow(row)
+        metadata = self._load(md_raw)
+        if filter and any(metadata.get(key) != value for key, value in filter.items()):
+            return None
+        cp = self._load(cp_raw)
+        pre = b"b" + _ns_prefix(ns).encode()
+        channel_values = {}
+        for ch, v in cp["channel_versions"].items():
+            raw = values.get(pre + _field(ch, str(v)).encode())
+            if raw is not None and raw != _EMPTY:
+                channel_values[ch] = self._load(raw)
+        return CheckpointTuple(
+            config=_config(thread_id, ns, cid),
+            checkpoint={**cp, "channel_values": channel_values},  # type: ignore[typeddict-item]
+            metadata=metadata,
+            parent_config=_config(thread_id, ns, parent) if parent else None,
+            pending_writes=self._pending_writes(writes),
+        )
 
     def _pending_writes(self, stored: list[bytes]) -> list[PendingWrite]:
         entries = []
@@ -159,15 +164,13 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
         return [(t, ch, self.serde.loads_typed((ty, data))) for _, t, ch, ty, data in entries]
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """The checkpoint named by ``config``, or the namespace's latest without an id."""
+        """The checkpoint named by ``config``, or the namespace's latest without an id:
+        one round trip either way."""
         thread_id, ns, cid = _target(config)
-        if cid is None:
-            latest = await self._ids(thread_id, ns, None, 1)
-            if not latest:
-                return None
-            cid = latest[0]
-        found = await self._tuples(thread_id, ns, [cid], None)
-        return found[0] if found else None
+        _, _, found, values = await self._page(thread_id, ns, None, 1, [cid] if cid else ())
+        for found_id, row, writes in found:
+            return self._tuple(thread_id, ns, found_id, row, writes, values, None)
+        return None
 
     async def alist(
         self,
@@ -193,26 +196,34 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
         for thread_id in threads:
             namespaces = [only_ns] if only_ns is not None else await self._namespaces(thread_id)
             for ns in namespaces:
-                below, page = before_id, 0
+                below = before_id
                 while True:
                     if only_id is None:
                         page = _PAGE if filter or left is None else min(left, _PAGE)
-                        ids = await self._ids(thread_id, ns, below, page)
+                        listed, last, found, values = await self._page(thread_id, ns, below, page)
+                    elif before_id is None or only_id < before_id:
+                        page, (listed, last, found, values) = (
+                            1,
+                            await self._page(thread_id, ns, None, 1, [only_id]),
+                        )
                     else:
-                        ids = [only_id] if before_id is None or only_id < before_id else []
-                    for tup in await self._tuples(thread_id, ns, ids, filter):
+                        break
+                    for cid, row, writes in found:
+                        tup = self._tuple(thread_id, ns, cid, row, writes, values, filter)
+                        if tup is None:
+                            continue
                         yield tup
                         if left is not None:
                             left -= 1
                             if left == 0:
                                 return
-                    if only_id is not None or len(ids) < page:
+                    if only_id is not None or listed < page:
                         break
-                    below = ids[-1]
+                    below = last
 
     async def _namespaces(self, thread_id: str) -> list[str]:
-        members = await self.redis.smembers(self.keys.checkpoint_namespaces(thread_id))
-        return sorted(m.decode() for m in members)
+        found = await self._ns_script(keys=[self.keys.checkpoint_ids(thread_id)])
+        return [_ns_name(m) for m in found]
 
     async def _threads(self) -> list[str]:
         registry = self.keys.checkpoint_threads
@@ -235,34 +246,36 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
         """Store a checkpoint and the channel values that changed in it."""
         k = self.keys
         thread_id, ns, parent_id = _target(config)
-        cid = checkpoint["id"]
+        cid, pre = checkpoint["id"], _ns_prefix(ns)
         values = checkpoint["channel_values"]
         rest = {key: value for key, value in checkpoint.items() if key != "channel_values"}
         md = get_serializable_checkpoint_metadata(config, metadata)
-        row = {"checkpoint": self._dump(rest), "metadata": self._dump(md)}
-        if parent_id:
-            row["parent"] = parent_id.encode()
-        run_id = md.get("run_id")
-        if run_id:
-            row["run_id"] = str(run_id).encode()
-        blobs = {
-            _field(ch, str(v)): self._dump(values[ch]) if ch in values else _EMPTY
-            for ch, v in new_versions.items()
-        }
+        run_id = str(md["run_id"]) if md.get("run_id") else None
+        needs = [_field(ch, str(v)) for ch, v in checkpoint["channel_versions"].items()]
+        fields = {"c" + pre + cid: _row(needs, parent_id, run_id, self._dump(rest), self._dump(md))}
+        for ch, v in new_versions.items():
+            fields["b" + pre + _field(ch, str(v))] = (
+                self._dump(values[ch]) if ch in values else _EMPTY
+            )
         keys = [
-            k.checkpoint_thread_keys(thread_id),
+            k.checkpoint_ids(thread_id),
+            k.checkpoint_data(thread_id),
+            k.checkpoint_thread_runs(thread_id),
             k.checkpoint_threads,
-            k.checkpoint_namespaces(thread_id),
-            k.checkpoint_index(thread_id, ns),
-            k.checkpoint(thread_id, ns, cid),
-            k.checkpoint_blobs(thread_id, ns),
-            k.checkpoint_run(str(run_id or "_")),
+            k.checkpoint_run(run_id or "_"),
+            k.checkpoint_legacy_keys(thread_id),
         ]
         run_entry = json.dumps([thread_id, ns, cid]) if run_id else ""
-        args: list[Any] = [thread_id, ns, cid, run_entry, len(row), *_pairs(row)]
-        args += [len(blobs), *_pairs(blobs)]
+        args: list[Any] = [thread_id, pre + cid, run_entry, len(fields), *_pairs(fields)]
         fence = _fence(config, keys, args)
-        if not await self._call(self._put, keys, args):
+        done = await self._call(self._put, keys, args)
+        if done == -1:
+            raise LegacyLayout(
+                f"thread {thread_id!r} has checkpoints stored by broker 0.1.0, which this "
+                "version neither reads nor writes to: finish its runs on 0.1.0, or delete "
+                "the thread's checkpoints (docs/design.md, Checkpoints)"
+            )
+        if not done:
             raise Fenced(f"checkpoint of thread {thread_id}: {fence} no longer holds it")
         return _config(thread_id, ns, cid)
 
@@ -277,7 +290,7 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
         thread_id, ns, cid = _target(config)
         if not writes or cid is None:
             return
-        key = self.keys.checkpoint_writes(thread_id, ns, cid)
+        member = _ns_prefix(ns) + cid
         kept: dict[str, bytes] = {}
         replaced: dict[str, bytes] = {}
         for idx, (channel, value) in enumerate(writes):
@@ -285,8 +298,9 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
             type_, data = self.serde.dumps_typed(value)
             entry = _pack([task_id, widx, channel, task_path, type_], data)
             (replaced if widx < 0 else kept)[_field(task_id, widx)] = entry
-        keys = [self.keys.checkpoint_thread_keys(thread_id), self.keys.checkpoint_threads, key]
-        args: list[Any] = [thread_id, len(kept), *_pairs(kept), len(replaced), *_pairs(replaced)]
+        keys = [self.keys.checkpoint_data(thread_id)]
+        args: list[Any] = ["W" + member, "w" + member + "\0", len(kept), *_pairs(kept)]
+        args += [len(replaced), *_pairs(replaced)]
         fence = _fence(config, keys, args)
         if not await self._call(self._put_writes, keys, args):
             raise Fenced(f"writes of thread {thread_id}: {fence} no longer holds it")

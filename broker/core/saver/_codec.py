@@ -1,4 +1,4 @@
-"""Encoding helpers and the key-tracking script of the Redis checkpoint saver."""
+"""Encoding helpers and field names of the Redis checkpoint saver."""
 
 from __future__ import annotations
 
@@ -12,95 +12,35 @@ from broker.core.fence import Fence
 
 _PAGE = 100
 
-# Adds the keys just written to the thread's key index and gives them the index's remaining
-# TTL, so keys written after aexpire_thread still expire together with the rest of the thread.
-# KEYS: key index, thread registry, ...; ARGV: thread id, ...
-_TRACK_FN = """
-local function track(written)
-  local ttl = redis.call('PTTL', KEYS[1])
-  local score = 'inf'
-  if ttl > 0 then
-    local now = redis.call('TIME')
-    score = now[1] * 1000 + math.floor(now[2] / 1000) + ttl
-  end
-  for _, key in ipairs(written) do
-    redis.call('SADD', KEYS[1], key)
-    if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
-  end
-  redis.call('ZADD', KEYS[2], score, ARGV[1])
-end
-"""
+# Field names in a thread's data hash. A namespace is escaped ('%' and NUL) and ends with
+# NUL, so one namespace's checkpoints are one BYLEX range of the thread's sorted set and
+# no field of one namespace is a field of another:
+#   c<ns>NUL<id>            the checkpoint's row (_row)
+#   W<ns>NUL<id>            its write index: write ids, tab-separated
+#   w<ns>NUL<id>NUL<write>  one write, <write> = JSON [task id, index]
+#   b<ns>NUL<channel value> one channel value, <channel value> = JSON [channel, version]
+# JSON keeps tabs and newlines out of write ids and channel values, so a row and an index
+# can list them.
 
-# KEYS: key index, thread registry, written keys...; ARGV: thread id.
-_TRACK = (
-    _TRACK_FN
-    + """
-local written = {}
-for i = 3, #KEYS do table.insert(written, KEYS[i]) end
-track(written)
-"""
-)
 
-# The attempt's fence (broker/core/fence.py), when the config carries one: the fence key
-# is the KEYS entry after the script's own, the lease token the last ARGV. Returns 0
-# (nothing written) once another holder has taken the thread.
-_FENCE_FN = """
-local function fenced(nkeys)
-  return #KEYS > nkeys and redis.call('GET', KEYS[nkeys + 1]) ~= ARGV[#ARGV]
-end
-"""
+def _ns_prefix(ns: str) -> str:
+    return ns.replace("%", "%25").replace("\0", "%00") + "\0"
 
-# One checkpoint in one step. KEYS: 1 key index, 2 thread registry, 3 namespaces,
-# 4 checkpoint index, 5 checkpoint row, 6 blobs, 7 the run's checkpoints, [8 fence].
-# ARGV: 1 thread id, 2 namespace, 3 checkpoint id, 4 run entry ('' when none),
-# 5 row field count, row fields and values, then blob count, blob fields and values,
-# [lease token]. Returns 1, or 0 when fenced.
-_PUT = (
-    _TRACK_FN
-    + _FENCE_FN
-    + """
-if fenced(7) then return 0 end
-local i = 6
-local nrow = tonumber(ARGV[5])
-redis.call('SADD', KEYS[3], ARGV[2])
-redis.call('ZADD', KEYS[4], 0, ARGV[3])
-redis.call('DEL', KEYS[5])  -- a repeated put replaces the whole row
-redis.call('HSET', KEYS[5], unpack(ARGV, i, i + 2 * nrow - 1))
-i = i + 2 * nrow
-local nblob = tonumber(ARGV[i])
-local written = {KEYS[3], KEYS[4], KEYS[5]}
-if nblob > 0 then
-  redis.call('HSET', KEYS[6], unpack(ARGV, i + 1, i + 2 * nblob))
-  table.insert(written, KEYS[6])
-end
-if ARGV[4] ~= '' then
-  redis.call('SADD', KEYS[7], ARGV[4])
-  table.insert(written, KEYS[7])
-end
-track(written)
-return 1
-"""
-)
 
-# A task's writes in one step: a retried task does not change writes already saved;
-# special channels (errors, interrupts, resumes) keep only their latest value.
-# KEYS: 1 key index, 2 thread registry, 3 writes, [4 fence]; ARGV: 1 thread id, 2 kept
-# count, kept fields and values, then replaced count, replaced fields and values, [lease
-# token]. Returns 1, or 0 when fenced.
-_PUT_WRITES = (
-    _TRACK_FN
-    + _FENCE_FN
-    + """
-if fenced(3) then return 0 end
-local nkept = tonumber(ARGV[2])
-for j = 0, nkept - 1 do redis.call('HSETNX', KEYS[3], ARGV[3 + 2 * j], ARGV[4 + 2 * j]) end
-local i = 3 + 2 * nkept
-local nrep = tonumber(ARGV[i])
-if nrep > 0 then redis.call('HSET', KEYS[3], unpack(ARGV, i + 1, i + 2 * nrep)) end
-track({KEYS[3]})
-return 1
-"""
-)
+def _ns_name(escaped: bytes) -> str:
+    return escaped.decode().replace("%00", "\0").replace("%25", "%")
+
+
+def _row(needs: list[str], parent: str | None, run_id: str | None, cp: bytes, md: bytes) -> bytes:
+    """A checkpoint's row: the channel values it needs, then its parent, run, checkpoint
+    (serialized without its values) and metadata."""
+    return "\t".join(needs).encode() + b"\n" + _pack([parent or "", run_id or "", len(cp)], cp + md)
+
+
+def _unrow(raw: bytes) -> tuple[str | None, str | None, bytes, bytes]:
+    """Parent id, run id, checkpoint and metadata of a row."""
+    (parent, run_id, n), data = _unpack(raw.partition(b"\n")[2])
+    return parent or None, run_id or None, data[:n], data[n:]
 
 
 def _pairs(mapping: dict[str, bytes]) -> list[str | bytes]:
