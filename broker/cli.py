@@ -125,6 +125,10 @@ def _log_config(level: str, base: dict[str, Any] | None = None) -> dict[str, Any
     loggers = config.setdefault("loggers", {})
     for name in ("broker", "worker", "agent", "arq"):
         loggers[name] = {"handlers": ["broker"], "level": level.upper(), "propagate": False}
+    if level.lower() == "info":
+        # arq logs two lines per job at INFO (its start and its end): at load, writing
+        # them costs more than the job's own bookkeeping; --log-level debug shows them
+        loggers["arq.worker"] = {**loggers["arq"], "level": "WARNING"}
     return config
 
 
