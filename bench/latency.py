@@ -47,14 +47,18 @@ async def floor(url: str, cycles: int) -> list[float]:
     return samples
 
 
-async def _next_event(r: aioredis.Redis, stream: str, last: str, kinds: set[str]) -> str:
+async def _next_event(
+    r: aioredis.Redis, stream: str, run_id: str, last: str, kinds: set[str]
+) -> str:
+    """Follows the global event stream from ``last`` to the run's next event of ``kinds``."""
     while True:
         got = await r.xread({stream: last}, block=10_000, count=100)
         if not got:
             raise TimeoutError(f"no event on {stream}")
         for eid, fields in got[0][1]:
             last = eid
-            if loads(fields["event"])["type"] in kinds:
+            event = loads(fields["event"])
+            if event["run_id"] == run_id and event["type"] in kinds:
                 return str(last)
 
 
@@ -78,14 +82,16 @@ async def broker_cycles(url: str, cycles: int, poll_delay: str, wake: bool) -> l
             run = (
                 await api.post("/runs", json={"agent_id": "loop", "input": {"steps": cycles + 1}})
             ).json()
-            stream = Keys(prefix).run_events(run["run_id"])
-            last = await _next_event(r, stream, "0", {"run.interrupted"})
+            stream, run_id = Keys(prefix).events, run["run_id"]
+            last = await _next_event(r, stream, run_id, "0", {"run.interrupted"})
             for n in range(cycles):
                 iid = (await api.get(f"/runs/{run['run_id']}")).json()["pending_interrupts"][0]
                 t0 = time.perf_counter()
                 resp = await api.post(f"/interrupts/{iid}/resolve", json={"value": n})
                 resp.raise_for_status()
-                last = await _next_event(r, stream, last, {"run.interrupted", "run.succeeded"})
+                last = await _next_event(
+                    r, stream, run_id, last, {"run.interrupted", "run.succeeded"}
+                )
                 samples.append(time.perf_counter() - t0)
     finally:
         b.stop()

@@ -36,7 +36,7 @@ from tests.harness import Broker, free_port, wait_until
 KINDS = (
     (":gone:", "tombstones"),
     (":cp:", "checkpoints"),
-    (":events:run:", "run event stream"),
+    (":events:runlog:", "run event log"),
     (":audit:", "audit logs"),
     (":interrupt:", "interrupt hashes"),
     (":interrupts", "run's interrupt list"),

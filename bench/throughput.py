@@ -69,14 +69,16 @@ async def broker(url: str, runs: int, cycles: int, workers: int) -> float:
             async def drive() -> None:
                 body = {"agent_id": "loop", "input": {"steps": cycles + 1}}
                 run = (await api.post("/runs", json=body)).json()
-                stream = Keys(prefix).run_events(run["run_id"])
-                last = await _next_event(r, stream, "0", {"run.interrupted"})
+                stream, run_id = Keys(prefix).events, run["run_id"]
+                last = await _next_event(r, stream, run_id, "0", {"run.interrupted"})
                 for n in range(cycles):
                     got = (await api.get(f"/runs/{run['run_id']}")).json()
                     iid = got["pending_interrupts"][0]
                     resp = await api.post(f"/interrupts/{iid}/resolve", json={"value": n})
                     resp.raise_for_status()
-                    last = await _next_event(r, stream, last, {"run.interrupted", "run.succeeded"})
+                    last = await _next_event(
+                        r, stream, run_id, last, {"run.interrupted", "run.succeeded"}
+                    )
 
             t0 = time.perf_counter()
             await asyncio.gather(*(drive() for _ in range(runs)))

@@ -20,6 +20,7 @@ from arq.connections import ArqRedis
 
 from broker.core import channel, expiry
 from broker.core.codec import loads, now_ms
+from broker.core.keys import Keys
 from broker.core.records import Channel, InterruptStatus
 from broker.core.settings import Settings
 from broker.core.store import Attempt, Store
@@ -104,8 +105,8 @@ def test_expiry_with_a_default_resumes_the_run_with_the_default(
 def _run_events(redis_url: str, broker: Broker, run_id: str) -> list[dict[str, Any]]:
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        entries = r.xrange(f"{broker.env['BROKER_KEY_PREFIX']}:events:run:{run_id}")
-        return [json.loads(fields["event"]) for _, fields in entries]
+        log = Keys(broker.env["BROKER_KEY_PREFIX"]).run_events(run_id)
+        return [json.loads(e.partition(" ")[2]) for e in r.lrange(log, 0, -1)]
     finally:
         r.close()
 

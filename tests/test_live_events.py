@@ -62,7 +62,7 @@ def _stored(redis_url: str, broker: Broker, run_id: str) -> list[str]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         keys = Keys(broker.env["BROKER_KEY_PREFIX"])
-        return [eid for eid, _ in client.xrange(keys.run_events(run_id))]
+        return [e.partition(" ")[0] for e in client.lrange(keys.run_events(run_id), 0, -1)]
     finally:
         client.close()
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from broker.core import errors, ids
+from broker.core import errors, ids, runlog
 from broker.core.codec import loads
 
 log = logging.getLogger("broker.api.events")
@@ -255,7 +255,7 @@ async def last_id(r: aioredis.Redis, stream: str) -> str:
 async def follow_run(
     r: aioredis.Redis,
     hub: EventHub,
-    stream: str,
+    log: str,
     run_id: str,
     since: str,
     *,
@@ -265,9 +265,10 @@ async def follow_run(
 ) -> AsyncIterator[Event | None]:
     """The run's events after ``since``: stored ones first, then live ones, each once.
 
-    Ends after an event whose type is in ``until``. Yields None every ``heartbeat_s``
-    without an event, so the caller can send a keep-alive or notice a disconnect. A
-    subscriber that falls behind goes back to the stored stream, so nothing is lost.
+    Stored ones come from the run's log (``log``, broker/core/runlog.py). Ends after an
+    event whose type is in ``until``. Yields None every ``heartbeat_s`` without an event,
+    so the caller can send a keep-alive or notice a disconnect. A subscriber that falls
+    behind goes back to the log, so nothing is lost.
     """
 
     def mine(event: dict[str, Any]) -> bool:
@@ -277,10 +278,10 @@ async def follow_run(
     last = since if since not in ("0", "") else "0-0"
     try:
         while True:
-            # (re)start from the stored stream; what arrives live meanwhile is queued,
+            # (re)start from the stored log; what arrives live meanwhile is queued,
             # and the id check below drops what the replay already gave
             sub.reset()
-            async for eid, event in replay(r, stream, last):
+            async for eid, event in runlog.entries(r, log, last):
                 sub.check()
                 last = eid
                 yield eid, event

@@ -214,7 +214,8 @@ class Keys:
         return f"{self.prefix}:events"
 
     def run_events(self, run_id: str) -> str:
-        return f"{self.prefix}:events:run:{run_id}"
+        """The run's event log (broker/core/runlog.py), a list."""
+        return f"{self.prefix}:events:runlog:{run_id}"
 
     # -- workers and queue -----------------------------------------------------------
     @property

@@ -27,9 +27,9 @@ from arq.connections import ArqRedis
 
 from broker.api.agui.messages import new_input_messages, to_agui_messages
 from broker.api.agui.translate import Translator, outcome_interrupt
-from broker.api.events import TERMINAL_EVENTS, EventHub, follow_run, last_id
+from broker.api.events import TERMINAL_EVENTS, EventHub, follow_run
 from broker.api.threads import ThreadStates
-from broker.core import auth, channel, errors, jsonsafe
+from broker.core import auth, channel, errors, jsonsafe, runlog
 from broker.core.codec import dumps, loads
 from broker.core.jobs import enqueue_advance
 from broker.core.records import Channel, InterruptRecord, RunRecord, RunStatus
@@ -125,7 +125,7 @@ class AguiSession:
             if answers is not None:
                 run, cursor = await self._resume(active, answers)
             elif active is not None:
-                cursor = await last_id(self.store.r, self._stream(active.id))
+                cursor = await runlog.last_id(self.store.r, self._log(active.id))
                 # re-read after taking the cursor: any later change has a later event id
                 run = await self.store.run(active.id)
                 pending = await self.store.pending_interrupts(run.id)
@@ -218,7 +218,7 @@ class AguiSession:
                     f"interrupt {iid} is not pending on thread {self.thread_id}; pending: "
                     + ", ".join(h.id for h in pending),
                 )
-        cursor = await last_id(self.store.r, self._stream(active.id))
+        cursor = await runlog.last_id(self.store.r, self._log(active.id))
         if any(status == "cancelled" for _, status, _ in chosen):
             # an abandoned question ends the run: the graph cannot continue without it
             await channel.cancel(self.store, self.queue, active.id, self.threads.saver)
@@ -257,7 +257,7 @@ class AguiSession:
         return run
 
     # -- following the run -------------------------------------------------------------
-    def _stream(self, run_id: str) -> str:
+    def _log(self, run_id: str) -> str:
         return self.store.keys.run_events(run_id)
 
     async def _follow(self, run_id: str, cursor: str) -> AsyncIterator[BaseEvent | None]:
@@ -265,7 +265,7 @@ class AguiSession:
         async for item in follow_run(
             self.store.r,
             self.hub,
-            self._stream(run_id),
+            self._log(run_id),
             run_id,
             cursor,
             until=TERMINAL_EVENTS,

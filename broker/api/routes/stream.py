@@ -24,7 +24,7 @@ from broker.api.events import (
 )
 from broker.api.openapi import EVENT_ID_PATTERN, REDIS, SCOPE, error_responses, sse
 from broker.api.outage import ws_error_frame
-from broker.core import auth, errors
+from broker.core import auth, errors, runlog
 from broker.core.codec import dumps
 
 # the WebSocket route is not in the OpenAPI document (OpenAPI does not describe WebSockets)
@@ -74,7 +74,7 @@ async def run_events(
     cursor = sent or "0"
     if run.status.terminal:
         # a finished run whose terminal event was trimmed must not wait forever
-        ends = await last_id(store.r, store.keys.run_events(run_id))
+        ends = await runlog.last_id(store.r, store.keys.run_events(run_id))
         if ends == "0" or not after(ends, cursor if cursor != "0" else "0-0"):
             return StreamingResponse(iter(()), media_type="text/event-stream")
 

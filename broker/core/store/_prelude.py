@@ -34,14 +34,18 @@ local function json_str(s)
   return cjson.encode(s)
 end
 
--- One event in the global stream and in its run's stream under the SAME id, so one id
--- is a resume cursor in both. Global ids only grow, so the run stream accepts it.
+-- One event in the global stream and in its run's log (broker/core/runlog.py) under the
+-- SAME id, so one id is a resume cursor in both. Global ids only grow, so a log stays
+-- in id order.
 local function emit(run, etype, data)
   local ev = '{"type":' .. cjson.encode(etype) .. ',"ts":' .. NOW
     .. ',"run_id":' .. cjson.encode(run.id) .. ',"thread_id":' .. cjson.encode(run.thread_id)
     .. ',"agent_id":' .. cjson.encode(run.agent_id) .. ',"data":' .. data .. '}'
   local eid = redis.call('XADD', K_EVENTS, 'MAXLEN', '~', MAXLEN_GLOBAL, '*', 'event', ev)
-  redis.call('XADD', k_run_events(run.id), 'MAXLEN', '~', MAXLEN_RUN, eid, 'event', ev)
+  local log = k_run_events(run.id)
+  if redis.call('RPUSH', log, eid .. ' ' .. ev) > MAXLEN_RUN then
+    redis.call('LTRIM', log, -MAXLEN_RUN, -1)
+  end
   return eid
 end
 

@@ -9,8 +9,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from broker.core import errors
-from broker.core.codec import loads
+from broker.core import errors, runlog
 from broker.core.ids import is_id
 from broker.core.keys import Keys
 from broker.core.records import InterruptRecord, InterruptStatus, RunRecord
@@ -157,11 +156,8 @@ class Reads:
         }
 
     async def run_events(self, run_id: str, after: str = "0") -> list[tuple[str, dict[str, Any]]]:
-        """The run's events after a stream id, oldest first."""
-        entries = await self.r.xrange(
-            self.keys.run_events(run_id), min=f"({after}" if after != "0" else "-"
-        )
-        return [(eid, loads(fields["event"])) for eid, fields in entries]
+        """The run's events after an event id, oldest first."""
+        return [e async for e in runlog.entries(self.r, self.keys.run_events(run_id), after)]
 
     async def interrupts_version(self) -> str:
         return str(await self.r.get(self.keys.interrupts_version) or "0")
