@@ -94,7 +94,13 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     logging.config.dictConfig(_log_config(args.log_level))
     dev.stop_with_parent()
     try:
-        asyncio.run(run_worker(settings))
+        try:
+            import uvloop
+        except ImportError:  # uvloop does not build on Windows
+            asyncio.run(run_worker(settings))
+        else:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(run_worker(settings))
     except asyncio.CancelledError:
         # arq stops on SIGINT/SIGTERM by cancelling its main task; arq's own runner
         # swallows this error the same way.
