@@ -6,6 +6,7 @@ on a redis-server of the test's own (INFO commandstats counts commands inside sc
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from redis.asyncio.connection import Connection
 
 from broker.core.fence import CONFIG_KEY, Fence
 from broker.core.keys import Keys
-from broker.core.saver import LegacyLayout, RedisCheckpointSaver
+from broker.core.saver import LegacyLayout, RedisCheckpointSaver, primed
 from tests.servers import RedisServer
 
 
@@ -132,3 +133,23 @@ async def test_a_thread_in_the_former_layout_is_refused_not_overwritten(
     assert await client.exists(old) == 0
     await saver.aput(_config("old"), cp, md, {})
     assert await saver.aget_tuple(_config("old")) is not None
+
+
+async def test_a_primed_read_is_taken_once_without_a_round_trip(client: aioredis.Redis) -> None:
+    keys = Keys("primed")
+    saver = RedisCheckpointSaver(client, keys)
+    await _costs(client, saver, keys, "p", 2)
+    latest = {"configurable": {"thread_id": "p"}}
+    stored = await saver.aget_tuple(latest)
+    assert stored is not None
+    with primed("p", None):  # a stand-in the store never holds: it can only come from here
+        # another thread's read and a read by id are not the primed one
+        assert await saver.aget_tuple({"configurable": {"thread_id": "other"}}) is None
+        assert (await saver.aget_tuple(_config("p", stored.checkpoint["id"]))) is not None
+        sends = _Counting.sends
+        got = await asyncio.gather(asyncio.create_task(saver.aget_tuple(latest)))
+        assert got == [None] and _Counting.sends == sends  # taken in a task of the attempt
+        again = await saver.aget_tuple(latest)  # taken once, for the whole attempt
+        assert again is not None and again.checkpoint["id"] == stored.checkpoint["id"]
+    after = await saver.aget_tuple(latest)
+    assert after is not None and after.checkpoint["id"] == stored.checkpoint["id"]

@@ -25,7 +25,9 @@ from broker.core import expiry, schemas, shapes
 from broker.core.codec import now_ms
 from broker.core.fence import CONFIG_KEY as FENCE_CONFIG_KEY
 from broker.core.fence import Fence, Fenced
+from broker.core.jobs import job_where
 from broker.core.records import InterruptRecord, RunRecord, RunStatus
+from broker.core.saver import primed
 from broker.core.settings import Settings
 from broker.core.store import Attempt, Store
 from worker.locks import Lease, hold
@@ -74,14 +76,20 @@ class Runner:
         execute is failed rather than left for another worker.
         """
         k = self.store.keys
-        status, thread_id, agent_id = await self.store.r.hmget(
-            k.run(run_id), ["status", "thread_id", "agent_id"]
-        )
-        if status is None:
-            return "unknown-run"
-        if RunStatus(status).terminal:
-            await self.store.drop_due(run_id)
-            return "finished"
+        where = job_where(job_id)
+        if where is not None:
+            # the job names the run's thread and agent: no read before the lease (a run
+            # already ended is found so by the begin attempt transition)
+            thread_id, agent_id = where
+        else:
+            status, thread_id, agent_id = await self.store.r.hmget(
+                k.run(run_id), ["status", "thread_id", "agent_id"]
+            )
+            if status is None:
+                return "unknown-run"
+            if RunStatus(status).terminal:
+                await self.store.drop_due(run_id)
+                return "finished"
         graph = self._graphs.get(agent_id)
         if graph is None and not last_try:
             # the API knows the agent but this worker does not (a rolling deployment)
@@ -103,8 +111,21 @@ class Runner:
         # the fence rides in the config to the checkpoint saver: a holder that lost the
         # thread can write no checkpoint either
         config: dict[str, Any] = {"configurable": {"thread_id": thread_id, FENCE_CONFIG_KEY: fence}}
-        # the thread's latest checkpoint id; the whole state is read only to recover
+        # the thread's latest checkpoint id (the whole state is read only to recover); the
+        # graph's own first read of it takes this one (broker/core/saver/_primed.py)
         latest = await self.saver.aget_tuple(config) if graph is not None else None
+        with primed(thread_id, latest):
+            return await self._attempt(run_id, job_id, graph, fence, config, latest)
+
+    async def _attempt(
+        self,
+        run_id: str,
+        job_id: str,
+        graph: Any,
+        fence: Fence,
+        config: dict[str, Any],
+        latest: Any,
+    ) -> str:
         current = _checkpoint_id(latest) if latest is not None else ""
         begun = await self.store.begin_attempt(run_id, current, job_id, fence=fence)
         if isinstance(begun, str):
@@ -114,6 +135,11 @@ class Runner:
                 "fenced": "superseded",
             }.get(begun, begun)
         run = begun.run
+        if run.thread_id != config["configurable"]["thread_id"]:
+            # a job id naming another thread than the run's: leave the run to the
+            # reconciler, whose jobs read the run first
+            log.error("job %s names another thread than run %s has", job_id, run_id)
+            return "unknown-run"
         fail = self._failer(job_id, fence)
         if graph is None:
             await fail(run, f"agent {run.agent_id!r} is not registered on any worker", [])
@@ -176,7 +202,7 @@ class Runner:
             fence=fence,
         ):
             return "not-recorded"  # cancelled meanwhile, or another attempt has the run
-        await self._retain(thread_id)
+        await self._retain(run.thread_id)
         return f"{action}-succeeded"
 
     async def _command(

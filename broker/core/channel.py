@@ -59,7 +59,7 @@ async def answer(
     resolved = await _resolve(
         store, h, value, resolved_by, channel, idempotency_key, who, single_use
     )
-    await enqueue_advance(queue, store, h.run_id, interrupt_id)
+    await enqueue_advance(queue, store, h.run_id, interrupt_id, (h.thread_id, h.agent_id))
     return resolved
 
 
@@ -87,7 +87,8 @@ async def answer_many(
         if accepted:
             # named for an interrupt of the batch: a later batch on the run is a new job
             first = answers[0][0]
-            await enqueue_advance(queue, store, first.run_id, f"{channel}:{first.id}")
+            where = (first.thread_id, first.agent_id)
+            await enqueue_advance(queue, store, first.run_id, f"{channel}:{first.id}", where)
     return accepted
 
 

@@ -37,14 +37,36 @@ async def enqueue(queue: ArqRedis, store: Store, function: str, job_id: str, *ar
     return bool(await script(keys, [job_id, ts, queue.expires_extra_ms, job, wake]))
 
 
-async def enqueue_advance(queue: ArqRedis, store: Store, run_id: str, reason: str) -> None:
-    """Queues the job that moves a run forward.
+def advance_job_id(run_id: str, reason: str, where: tuple[str, str] | None = None) -> str:
+    """The id of a job that moves a run forward: one per run and reason, so a reason
+    queued twice runs once. ``where`` (thread id, agent id) rides along, so the worker
+    takes the thread's lease without reading the run first; neither id can hold ``|``
+    or ``/`` (broker/core/ids.py, agent/registry.py)."""
+    job_id = f"advance:{run_id}:{reason}"
+    return f"{job_id}|{where[0]}/{where[1]}" if where else job_id
+
+
+def job_where(job_id: str) -> tuple[str, str] | None:
+    """The (thread id, agent id) an advance job's id carries, if it carries them."""
+    _, sep, tail = job_id.rpartition("|")
+    thread_id, slash, agent_id = tail.partition("/")
+    return (thread_id, agent_id) if sep and slash and thread_id and agent_id else None
+
+
+async def enqueue_advance(
+    queue: ArqRedis,
+    store: Store,
+    run_id: str,
+    reason: str,
+    where: tuple[str, str] | None = None,
+) -> None:
+    """Queues the job that moves a run forward (``where``: its thread and agent ids).
 
     A failure here loses nothing: the run is already in the due set, and the
     worker's reconciler queues overdue runs.
     """
     try:
-        await enqueue(queue, store, "advance", f"advance:{run_id}:{reason}", run_id)
+        await enqueue(queue, store, "advance", advance_job_id(run_id, reason, where), run_id)
     except Exception:
         log.warning("could not queue run %s now; the reconciler will", run_id, exc_info=True)
 

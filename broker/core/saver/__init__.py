@@ -35,7 +35,7 @@ from redis.commands.core import AsyncScript
 from broker.core.durable import Durability
 from broker.core.fence import Fenced
 from broker.core.keys import Keys
-from broker.core.saver import _lua
+from broker.core.saver import _lua, _primed
 from broker.core.saver._codec import (
     _EMPTY,
     _PAGE,
@@ -52,6 +52,7 @@ from broker.core.saver._codec import (
     _unpack,
     _unrow,
 )
+from broker.core.saver._primed import primed as primed
 from broker.core.saver._threads import ThreadOps
 
 
@@ -164,9 +165,10 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
         return [(t, ch, self.serde.loads_typed((ty, data))) for _, t, ch, ty, data in entries]
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """The checkpoint named by ``config``, or the namespace's latest without an id:
-        one round trip either way."""
+        """The checkpoint ``config`` names, or the latest: one round trip (or none, primed)."""
         thread_id, ns, cid = _target(config)
+        if (hit := _primed.take(thread_id, ns, cid)) is not _primed.MISS:
+            return hit
         _, _, found, values = await self._page(thread_id, ns, None, 1, [cid] if cid else ())
         for found_id, row, writes in found:
             return self._tuple(thread_id, ns, found_id, row, writes, values, None)
