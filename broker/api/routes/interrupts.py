@@ -21,7 +21,6 @@ from broker.api.openapi import (
 from broker.core import audit, channel, errors, ids
 from broker.core.codec import dumps
 from broker.core.records import Channel, InterruptStatus
-from broker.core.store import Page
 
 router = APIRouter(
     prefix="/interrupts", tags=["interrupts"], responses=error_responses(*SCOPE, REDIS)
@@ -63,35 +62,34 @@ async def list_interrupts(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Any:
     """Interrupts, oldest first, filtered; paged by cursor; 304 when nothing changed."""
-
-    async def page() -> Page:
-        return await store.list_interrupts(
-            status=status,
-            agent_id=agent_id,
-            itype=type,
-            thread_id=thread_id,
-            run_id=run_id,
-            limit=min(limit, settings.page_limit_max),
-            cursor=cursor,
-            order=order,
-            visible=principal.agents,
-        )
-
     query = hashlib.sha256(str(sorted(request.query_params.multi_items())).encode()).hexdigest()
-    if principal.agents is None:
+    if principal.agents is None and if_none_match:
         # unchanged since the client's copy: 304 without reading a record
         etag = f'W/"{await store.interrupts_version()}-{query[:16]}"'
         if _matches(if_none_match, etag):
             return Response(status_code=304, headers={"ETag": etag})
-        got = await page()
+    got = await store.list_interrupts(
+        status=status,
+        agent_id=agent_id,
+        itype=type,
+        thread_id=thread_id,
+        run_id=run_id,
+        limit=min(limit, settings.page_limit_max),
+        cursor=cursor,
+        order=order,
+        visible=principal.agents,
+        # the version is read with the page, in the same round trip
+        version=principal.agents is None,
+    )
+    if got.version is not None:
+        etag = f'W/"{got.version}-{query[:16]}"'
     else:
         # the version counts every agent's changes: a key limited to some gets the digest
         # of its own page instead, so another agent's activity never shows in its ETag
-        got = await page()
         seen = dumps([query, got.items, got.next_cursor]).encode()
         etag = f'W/"p-{hashlib.sha256(seen).hexdigest()[:32]}"'
-        if _matches(if_none_match, etag):
-            return Response(status_code=304, headers={"ETag": etag})
+    if _matches(if_none_match, etag):
+        return Response(status_code=304, headers={"ETag": etag})
     response.headers["ETag"] = etag
     return {"items": got.items, "next_cursor": got.next_cursor}
 

@@ -109,8 +109,7 @@ async def list_runs(
 @router.get("/{run_id}", responses=error_responses(errors.RunNotFound))
 async def get_run(run_id: str, store: StoreDep, principal: Reader) -> dict[str, Any]:
     """One run: status, pending interrupt ids, output and error."""
-    await visibility.run(store, principal, run_id)
-    return await store.get_run(run_id)
+    return await visibility.run_view(store, principal, run_id)
 
 
 @router.post("/{run_id}/cancel", responses=error_responses(errors.RunNotFound, errors.RunFinished))
