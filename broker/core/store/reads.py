@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import redis.asyncio as aioredis
@@ -14,6 +16,7 @@ from broker.core.codec import loads
 from broker.core.ids import is_id
 from broker.core.keys import Keys
 from broker.core.records import InterruptRecord, InterruptStatus, RunRecord
+from broker.core.shapes import kind
 from broker.core.store.read_scripts import READS
 
 
@@ -65,6 +68,45 @@ def _wanted(visible: frozenset[str] | None, **wanted: str | None) -> list[str | 
 
 def _pairs(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(s: int) -> str:
+    return datetime.fromtimestamp(s, tz=UTC).isoformat()[:19]
+
+
+def _iso(ms: int) -> str:
+    """``codec.iso`` for a page: the same text, its second formatted once."""
+    s, frac = divmod(ms, 1000)
+    return f"{_second(s)}.{frac:03d}000Z" if frac else f"{_second(s)}Z"
+
+
+def interrupt_view(h: dict[str, str]) -> dict[str, Any]:
+    """``InterruptRecord.from_hash(h).view()`` straight from the hash: a page builds
+    fifty of these, and this skips the record in between (tests/test_reads.py holds the
+    two equal)."""
+    value = loads(h.get("value"))
+    on_expire = h.get("on_expire") or None
+    expires = h.get("expires_at_ms")
+    return {
+        "id": h["id"],
+        "interrupt_id": h["lg_id"],
+        "run_id": h["run_id"],
+        "thread_id": h["thread_id"],
+        "agent_id": h["agent_id"],
+        "type": h.get("type") or None,
+        "kind": kind(value),
+        "value": value,
+        "response_schema": loads(h.get("response_schema")),
+        "status": InterruptStatus(h["status"]).value,
+        "created_at": _iso(int(h.get("created_ms") or 0)),
+        "expires_at": _iso(int(expires)) if expires else None,
+        "expiry": {"on_expire": on_expire, "default": loads(h.get("expiry_default"))}
+        if on_expire
+        else None,
+        "updated_at": _iso(int(h.get("updated_ms") or 0)),
+        "resolution": loads(h.get("resolution")),
+    }
 
 
 def _missing_run(run_id: str, tombstone: str | None) -> NoReturn:
@@ -245,7 +287,7 @@ class Reads:
         got, next_cursor, rows = await self._page(
             "interrupt", index, wanted, limit, cursor, order, version=version
         )
-        items = [InterruptRecord.from_hash(_pairs(h)).view() for h in rows]
+        items = [interrupt_view(_pairs(h)) for h in rows]
         return Page(items, next_cursor, got if version else None)
 
     async def _page(
