@@ -99,6 +99,10 @@ def uvicorn_options(
         "host": host if host is not None else settings.host,
         "port": port if port is not None else settings.port,
         "workers": workers,
+        # uvicorn's fastest event loop and HTTP parser (its "auto" picks them too when
+        # installed; named here so a missing one is an error, not a slower server)
+        "loop": "uvloop" if sys.platform != "win32" else "auto",
+        "http": "httptools",
         # in-flight requests get the drain grace; live streams end at once with a
         # reconnect hint (broker/api/drain.py), so none holds a stopping API open
         "timeout_graceful_shutdown": settings.drain_grace_s,

@@ -18,6 +18,7 @@ from broker.api.openapi import (
     error_responses,
     json_body,
 )
+from broker.api.responses import JSON
 from broker.core import audit, channel, errors, ids
 from broker.core.codec import dumps
 from broker.core.records import Channel, InterruptStatus
@@ -39,6 +40,7 @@ class Resolve(BaseModel):
 
 @router.get(
     "",
+    response_model=Any,
     responses={
         200: {"headers": ETAG},
         304: {"description": "Nothing changed since the ETag sent", "headers": ETAG},
@@ -47,7 +49,6 @@ class Resolve(BaseModel):
 )
 async def list_interrupts(
     request: Request,
-    response: Response,
     store: StoreDep,
     settings: SettingsDep,
     principal: Reader,
@@ -60,7 +61,7 @@ async def list_interrupts(
     cursor: Cursor = None,
     order: Literal["asc", "desc"] = "asc",
     if_none_match: Annotated[str | None, Header()] = None,
-) -> Any:
+) -> Response:
     """Interrupts, oldest first, filtered; paged by cursor; 304 when nothing changed."""
     query = hashlib.sha256(str(sorted(request.query_params.multi_items())).encode()).hexdigest()
     if principal.agents is None and if_none_match:
@@ -90,18 +91,21 @@ async def list_interrupts(
         etag = f'W/"p-{hashlib.sha256(seen).hexdigest()[:32]}"'
     if _matches(if_none_match, etag):
         return Response(status_code=304, headers={"ETag": etag})
-    response.headers["ETag"] = etag
-    return {"items": got.items, "next_cursor": got.next_cursor}
+    return JSON({"items": got.items, "next_cursor": got.next_cursor}, headers={"ETag": etag})
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:
     return bool(if_none_match) and etag in [t.strip() for t in (if_none_match or "").split(",")]
 
 
-@router.get("/{interrupt_id}", responses=error_responses(errors.InterruptNotFound))
-async def get_interrupt(interrupt_id: str, store: StoreDep, principal: Reader) -> dict[str, Any]:
+@router.get(
+    "/{interrupt_id}",
+    response_model=dict[str, Any],
+    responses=error_responses(errors.InterruptNotFound),
+)
+async def get_interrupt(interrupt_id: str, store: StoreDep, principal: Reader) -> Response:
     """One interrupt, with its resolution once it has one."""
-    return (await visibility.interrupt(store, principal, interrupt_id)).view()
+    return JSON((await visibility.interrupt(store, principal, interrupt_id)).view())
 
 
 @router.get("/{interrupt_id}/audit", responses=error_responses(errors.InterruptNotFound))
