@@ -72,17 +72,44 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
     uvicorn.run(
         "broker.api.app:create_app",
         factory=True,
-        host=args.host if args.host is not None else settings.host,
-        port=args.port if args.port is not None else settings.port,
-        workers=args.workers,
-        # in-flight requests get the drain grace; live streams end at once with a
-        # reconnect hint (broker/api/drain.py), so none holds a stopping API open
-        timeout_graceful_shutdown=settings.drain_grace_s,
-        # A dict, not a call made here, so every uvicorn worker process applies it too.
-        log_config=_log_config(args.log_level, uvicorn.config.LOGGING_CONFIG),
-        log_level=args.log_level,
+        **uvicorn_options(
+            settings,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+        ),
     )
     return 0
+
+
+def uvicorn_options(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int = 1,
+    log_level: str = "info",
+) -> dict[str, Any]:
+    """How ``broker api`` runs uvicorn (bench/api_overhead.py serves its baseline app
+    with the same options)."""
+    import uvicorn
+
+    return {
+        "host": host if host is not None else settings.host,
+        "port": port if port is not None else settings.port,
+        "workers": workers,
+        # uvicorn's fastest event loop and HTTP parser (its "auto" picks them too when
+        # installed; named here so a missing one is an error, not a slower server)
+        "loop": "uvloop" if sys.platform != "win32" else "auto",
+        "http": "httptools",
+        # in-flight requests get the drain grace; live streams end at once with a
+        # reconnect hint (broker/api/drain.py), so none holds a stopping API open
+        "timeout_graceful_shutdown": settings.drain_grace_s,
+        # A dict, not a call made here, so every uvicorn worker process applies it too.
+        "log_config": _log_config(log_level, uvicorn.config.LOGGING_CONFIG),
+        "log_level": log_level,
+    }
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:

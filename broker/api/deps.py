@@ -1,4 +1,8 @@
-"""FastAPI dependencies, as ``Annotated`` aliases."""
+"""FastAPI dependencies, as ``Annotated`` aliases.
+
+Every one is ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool,
+a thread hop per dependency per request for what is an attribute read.
+"""
 
 from __future__ import annotations
 
@@ -13,27 +17,27 @@ from broker.core.settings import Settings
 from broker.core.store import Store
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
 
 
-def get_queue(request: Request) -> ArqRedis:
+async def get_queue(request: Request) -> ArqRedis:
     pool: ArqRedis = request.app.state.queue
     return pool
 
 
-def get_registry(request: Request) -> dict[str, Any]:
+async def get_registry(request: Request) -> dict[str, Any]:
     registry: dict[str, Any] = request.app.state.registry
     return registry
 
 
-def get_hub(request: Request) -> EventHub:
+async def get_hub(request: Request) -> EventHub:
     hub: EventHub = request.app.state.hub
     return hub
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -46,7 +50,7 @@ HubDep = Annotated[EventHub, Depends(get_hub)]
 
 
 # The auth gate checks keys; broker/api/openapi.py declares them in the document.
-def get_principal(request: Request) -> auth.Principal:
+async def get_principal(request: Request) -> auth.Principal:
     principal: auth.Principal | None = getattr(request.state, "principal", None)
     if principal is None:
         raise errors.Unauthorized("send an API key: `Authorization: Bearer <key>`")
@@ -56,7 +60,7 @@ def get_principal(request: Request) -> auth.Principal:
 def scoped(scope: str) -> Any:
     """A dependency: the request's principal, which must hold ``scope`` (else 403)."""
 
-    def check(principal: Annotated[auth.Principal, Depends(get_principal)]) -> auth.Principal:
+    async def check(principal: Annotated[auth.Principal, Depends(get_principal)]) -> auth.Principal:
         if not principal.allows(scope):
             raise errors.Forbidden(
                 f"the API key {principal.actor!r} lacks the {scope!r} scope", scope=scope

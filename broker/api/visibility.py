@@ -8,22 +8,44 @@ or a thread id checks it here before it reads or writes anything else.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 from broker.core import auth, errors, ids
 from broker.core.records import InterruptRecord, RunRecord
 from broker.core.store import Store
 
 
-async def run(store: Store, principal: auth.Principal, run_id: str) -> RunRecord:
-    """The run, or RunNotFound for a run of an agent the key may not see."""
+@contextlib.contextmanager
+def _run_read(principal: auth.Principal, run_id: str) -> Iterator[None]:
+    """An expired run of an agent the key may not see is RunNotFound, not 410."""
     try:
-        h = await store.run(run_id)
+        yield
     except errors.RunRecordExpired as exc:
         if not principal.sees(exc.agent_id):
             raise errors.RunNotFound(f"no run with id {run_id!r}") from None
         raise
+
+
+def _seen_run(principal: auth.Principal, run_id: str, h: RunRecord) -> RunRecord:
     if not principal.sees(h.agent_id):
         raise errors.RunNotFound(f"no run with id {run_id!r}")
     return h
+
+
+async def run(store: Store, principal: auth.Principal, run_id: str) -> RunRecord:
+    """The run, or RunNotFound for a run of an agent the key may not see."""
+    with _run_read(principal, run_id):
+        h = await store.run(run_id)
+    return _seen_run(principal, run_id, h)
+
+
+async def run_view(store: Store, principal: auth.Principal, run_id: str) -> dict[str, Any]:
+    """The run's public JSON, read in one round trip; the same refusals as ``run``."""
+    with _run_read(principal, run_id):
+        h, pending = await store.run_and_pending(run_id)
+    return _seen_run(principal, run_id, h).view(pending)
 
 
 async def interrupt(store: Store, principal: auth.Principal, interrupt_id: str) -> InterruptRecord:

@@ -18,10 +18,10 @@ from broker.api.openapi import (
     error_responses,
     json_body,
 )
+from broker.api.responses import JSON
 from broker.core import audit, channel, errors, ids
 from broker.core.codec import dumps
 from broker.core.records import Channel, InterruptStatus
-from broker.core.store import Page
 
 router = APIRouter(
     prefix="/interrupts", tags=["interrupts"], responses=error_responses(*SCOPE, REDIS)
@@ -40,6 +40,7 @@ class Resolve(BaseModel):
 
 @router.get(
     "",
+    response_model=Any,
     responses={
         200: {"headers": ETAG},
         304: {"description": "Nothing changed since the ETag sent", "headers": ETAG},
@@ -48,7 +49,6 @@ class Resolve(BaseModel):
 )
 async def list_interrupts(
     request: Request,
-    response: Response,
     store: StoreDep,
     settings: SettingsDep,
     principal: Reader,
@@ -61,49 +61,51 @@ async def list_interrupts(
     cursor: Cursor = None,
     order: Literal["asc", "desc"] = "asc",
     if_none_match: Annotated[str | None, Header()] = None,
-) -> Any:
+) -> Response:
     """Interrupts, oldest first, filtered; paged by cursor; 304 when nothing changed."""
-
-    async def page() -> Page:
-        return await store.list_interrupts(
-            status=status,
-            agent_id=agent_id,
-            itype=type,
-            thread_id=thread_id,
-            run_id=run_id,
-            limit=min(limit, settings.page_limit_max),
-            cursor=cursor,
-            order=order,
-            visible=principal.agents,
-        )
-
     query = hashlib.sha256(str(sorted(request.query_params.multi_items())).encode()).hexdigest()
-    if principal.agents is None:
+    if principal.agents is None and if_none_match:
         # unchanged since the client's copy: 304 without reading a record
         etag = f'W/"{await store.interrupts_version()}-{query[:16]}"'
         if _matches(if_none_match, etag):
             return Response(status_code=304, headers={"ETag": etag})
-        got = await page()
+    got = await store.list_interrupts(
+        status=status,
+        agent_id=agent_id,
+        itype=type,
+        thread_id=thread_id,
+        run_id=run_id,
+        limit=min(limit, settings.page_limit_max),
+        cursor=cursor,
+        order=order,
+        visible=principal.agents,
+        # the version is read with the page, in the same round trip
+        version=principal.agents is None,
+    )
+    if got.version is not None:
+        etag = f'W/"{got.version}-{query[:16]}"'
     else:
         # the version counts every agent's changes: a key limited to some gets the digest
         # of its own page instead, so another agent's activity never shows in its ETag
-        got = await page()
         seen = dumps([query, got.items, got.next_cursor]).encode()
         etag = f'W/"p-{hashlib.sha256(seen).hexdigest()[:32]}"'
-        if _matches(if_none_match, etag):
-            return Response(status_code=304, headers={"ETag": etag})
-    response.headers["ETag"] = etag
-    return {"items": got.items, "next_cursor": got.next_cursor}
+    if _matches(if_none_match, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    return JSON({"items": got.items, "next_cursor": got.next_cursor}, headers={"ETag": etag})
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:
     return bool(if_none_match) and etag in [t.strip() for t in (if_none_match or "").split(",")]
 
 
-@router.get("/{interrupt_id}", responses=error_responses(errors.InterruptNotFound))
-async def get_interrupt(interrupt_id: str, store: StoreDep, principal: Reader) -> dict[str, Any]:
+@router.get(
+    "/{interrupt_id}",
+    response_model=dict[str, Any],
+    responses=error_responses(errors.InterruptNotFound),
+)
+async def get_interrupt(interrupt_id: str, store: StoreDep, principal: Reader) -> Response:
     """One interrupt, with its resolution once it has one."""
-    return (await visibility.interrupt(store, principal, interrupt_id)).view()
+    return JSON((await visibility.interrupt(store, principal, interrupt_id)).view())
 
 
 @router.get("/{interrupt_id}/audit", responses=error_responses(errors.InterruptNotFound))

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker.api import visibility
 from broker.api.body import read_json
 from broker.api.deps import QueueDep, Reader, RegistryDep, RunWriter, SettingsDep, StoreDep
 from broker.api.openapi import BODY, QUERY, REDIS, SCOPE, Cursor, error_responses, json_body
+from broker.api.responses import JSON
 from broker.core import channel, errors, ids
 from broker.core.jobs import enqueue_advance
 from broker.core.records import RunStatus
@@ -81,7 +82,9 @@ async def start_run(
     return {"run_id": run.id, "thread_id": run.thread_id, "status": run.status.value}
 
 
-@router.get("", responses=error_responses(*QUERY, errors.InvalidCursor))
+@router.get(
+    "", response_model=dict[str, Any], responses=error_responses(*QUERY, errors.InvalidCursor)
+)
 async def list_runs(
     store: StoreDep,
     settings: SettingsDep,
@@ -92,7 +95,7 @@ async def list_runs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Cursor = None,
     order: Literal["asc", "desc"] = "desc",
-) -> dict[str, Any]:
+) -> Response:
     """Runs, newest first, filtered by status, agent or thread; paged by cursor."""
     page = await store.list_runs(
         status=status,
@@ -103,14 +106,15 @@ async def list_runs(
         order=order,
         visible=principal.agents,
     )
-    return {"items": page.items, "next_cursor": page.next_cursor}
+    return JSON({"items": page.items, "next_cursor": page.next_cursor})
 
 
-@router.get("/{run_id}", responses=error_responses(errors.RunNotFound))
-async def get_run(run_id: str, store: StoreDep, principal: Reader) -> dict[str, Any]:
+@router.get(
+    "/{run_id}", response_model=dict[str, Any], responses=error_responses(errors.RunNotFound)
+)
+async def get_run(run_id: str, store: StoreDep, principal: Reader) -> Response:
     """One run: status, pending interrupt ids, output and error."""
-    await visibility.run(store, principal, run_id)
-    return await store.get_run(run_id)
+    return JSON(await visibility.run_view(store, principal, run_id))
 
 
 @router.post("/{run_id}/cancel", responses=error_responses(errors.RunNotFound, errors.RunFinished))

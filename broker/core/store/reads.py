@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NoReturn
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 
 from broker.core import errors, runlog
 from broker.core.ids import is_id
 from broker.core.keys import Keys
 from broker.core.records import InterruptRecord, InterruptStatus, RunRecord
+from broker.core.shapes import kind
+from broker.core.store.read_scripts import READS
 
 
 @dataclass(frozen=True)
 class Page:
     items: list[dict[str, Any]]
     next_cursor: str | None
+    version: str | None = None
+    """The interrupts' version as the page was read (``list_interrupts(version=True)``)."""
 
 
 CURSOR_PATTERN = r"^[0-9]{0,15}$"
@@ -26,8 +32,8 @@ CURSOR_PATTERN = r"^[0-9]{0,15}$"
 API documents this pattern and accepts every string that matches it."""
 
 
-def encode_cursor(score: float) -> str:
-    return str(int(score))
+def encode_cursor(score: float | str) -> str:
+    return str(int(float(score)))
 
 
 def decode_cursor(cursor: str | None) -> int | None:
@@ -50,39 +56,98 @@ def _narrow(agent_id: str | None, visible: frozenset[str] | None) -> tuple[bool,
     return True, next(iter(visible)) if len(visible) == 1 else None
 
 
-def _matcher(
-    visible: frozenset[str] | None, **wanted: str | None
-) -> Callable[[dict[str, str]], bool]:
-    """Whether a record hash has every wanted field value (None: any) and a visible agent;
-    an index covers at most one filter, so the page checks the rest."""
-    fields = {name: value for name, value in wanted.items() if value}
+def _wanted(visible: frozenset[str] | None, **wanted: str | None) -> list[str | int]:
+    """The page script's filter arguments: the (field, value) pairs a record must have
+    (None: any value), and the agents it may belong to (None: any). An index covers at
+    most one filter, so the page checks the rest."""
+    fields = [x for name, value in wanted.items() if value for x in (name, value)]
+    agents = [] if visible is None else sorted(visible)
+    return [len(fields) // 2, *fields, -1 if visible is None else len(agents), *agents]
 
-    def keep(h: dict[str, str]) -> bool:
-        return all(h.get(name) == value for name, value in fields.items()) and (
-            visible is None or h["agent_id"] in visible
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(s: int) -> str:
+    return datetime.fromtimestamp(s, tz=UTC).isoformat()[:19]
+
+
+def _iso(ms: int) -> str:
+    """``codec.iso`` for a page: the same text, its second formatted once."""
+    s, frac = divmod(ms, 1000)
+    return f"{_second(s)}.{frac:03d}000Z" if frac else f"{_second(s)}Z"
+
+
+def interrupt_view(h: dict[str, str]) -> dict[str, Any]:
+    """``InterruptRecord.from_hash(h).view()`` straight from the hash: a page builds
+    fifty of these, and this skips the record in between (tests/test_reads.py holds the
+    two equal)."""
+    value = loads(h.get("value"))
+    on_expire = h.get("on_expire") or None
+    expires = h.get("expires_at_ms")
+    return {
+        "id": h["id"],
+        "interrupt_id": h["lg_id"],
+        "run_id": h["run_id"],
+        "thread_id": h["thread_id"],
+        "agent_id": h["agent_id"],
+        "type": h.get("type") or None,
+        "kind": kind(value),
+        "value": value,
+        "response_schema": loads(h.get("response_schema")),
+        "status": InterruptStatus(h["status"]).value,
+        "created_at": _iso(int(h.get("created_ms") or 0)),
+        "expires_at": _iso(int(expires)) if expires else None,
+        "expiry": {"on_expire": on_expire, "default": loads(h.get("expiry_default"))}
+        if on_expire
+        else None,
+        "updated_at": _iso(int(h.get("updated_ms") or 0)),
+        "resolution": loads(h.get("resolution")),
+    }
+
+
+def _missing_run(run_id: str, tombstone: str | None) -> NoReturn:
+    """410 for a run whose records expired (its tombstone names its agent), else 404."""
+    if tombstone is not None:
+        raise errors.RunRecordExpired(
+            f"run {run_id!r} ended and its record expired after the retention "
+            "period (BROKER_RETENTION_S)",
+            agent_id=tombstone,
         )
-
-    return keep
+    raise errors.RunNotFound(f"no run with id {run_id!r}")
 
 
 class Reads:
     r: aioredis.Redis
     keys: Keys
+    _reads: dict[str, AsyncScript] | None = None
+
+    def _read(self, name: str) -> AsyncScript:
+        """A read script (broker/core/store/read_scripts.py), registered on first use."""
+        if self._reads is None:
+            defs = self.keys.lua()
+            self._reads = {n: self.r.register_script(f"{defs}\n{b}") for n, b in READS.items()}
+        return self._reads[name]
 
     async def run(self, run_id: str) -> RunRecord:
         # an id of another shape names no run, and could name another key
         h: dict[str, str] = await self.r.hgetall(self.keys.run(run_id)) if is_id(run_id) else {}
         if not h:
             # only a miss pays for the tombstone read
-            agent = await self.r.get(self.keys.run_tombstone(run_id))
-            if agent is not None:
-                raise errors.RunRecordExpired(
-                    f"run {run_id!r} ended and its record expired after the retention "
-                    "period (BROKER_RETENTION_S)",
-                    agent_id=agent,
-                )
-            raise errors.RunNotFound(f"no run with id {run_id!r}")
+            _missing_run(run_id, await self.r.get(self.keys.run_tombstone(run_id)))
         return RunRecord.from_hash(h)
+
+    async def run_and_pending(self, run_id: str) -> tuple[RunRecord, list[str]]:
+        """The run and the ids of its pending interrupts, in one round trip; its past
+        interrupts are never read."""
+        if not is_id(run_id):
+            return await self.run(run_id), []
+        h, extra = await self._read("run")(keys=[], args=[run_id])
+        if not h:
+            _missing_run(run_id, extra or None)
+        return RunRecord.from_hash(_pairs(h)), list(extra)
 
     async def interrupt(self, interrupt_id: str) -> InterruptRecord:
         h: dict[str, str] = (
@@ -136,24 +201,8 @@ class Reads:
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
         """The public JSON of one run."""
-        run = await self.run(run_id)
-        return run.view([h.id for h in await self.pending_interrupts(run_id)])
-
-    async def _pending_ids(self, run_ids: list[str]) -> dict[str, list[str]]:
-        """The pending interrupt ids of each run: two round trips for a whole page."""
-        async with self.r.pipeline(transaction=False) as pipe:
-            for rid in run_ids:
-                pipe.zrange(self.keys.run_open(rid), 0, -1)
-            open_ids: list[list[str]] = await pipe.execute()
-        async with self.r.pipeline(transaction=False) as pipe:
-            for ids in open_ids:
-                for iid in ids:
-                    pipe.hget(self.keys.interrupt(iid), "status")
-            statuses = iter(await pipe.execute())
-        return {
-            rid: [iid for iid in ids if next(statuses) == InterruptStatus.PENDING]
-            for rid, ids in zip(run_ids, open_ids, strict=True)
-        }
+        run, pending = await self.run_and_pending(run_id)
+        return run.view(pending)
 
     async def run_events(self, run_id: str, after: str = "0") -> list[tuple[str, dict[str, Any]]]:
         """The run's events after an event id, oldest first."""
@@ -187,11 +236,10 @@ class Reads:
         else:
             index = k.runs
 
-        keep = _matcher(visible, status=status, agent_id=agent_id, thread_id=thread_id)
-        hashes, next_cursor = await self._page(index, k.run, keep, limit, cursor, order)
-        runs = [RunRecord.from_hash(h) for h in hashes]
-        pending = await self._pending_ids([run.id for run in runs]) if runs else {}
-        return Page([run.view(pending[run.id]) for run in runs], next_cursor)
+        wanted = _wanted(visible, status=status, agent_id=agent_id, thread_id=thread_id)
+        _, next_cursor, rows = await self._page("run", index, wanted, limit, cursor, order)
+        items = [RunRecord.from_hash(_pairs(h)).view(list(pending)) for h, pending in rows]
+        return Page(items, next_cursor)
 
     async def list_interrupts(
         self,
@@ -205,12 +253,14 @@ class Reads:
         cursor: str | None,
         order: str = "asc",
         visible: frozenset[str] | None = None,
+        version: bool = False,
     ) -> Page:
-        """A page of interrupts; ``visible`` limits it to those agents (None: every agent)."""
+        """A page of interrupts; ``visible`` limits it to those agents (None: every agent).
+        With ``version``, the page carries the interrupts' version read with it."""
         k = self.keys
         possible, agent_id = _narrow(agent_id, visible)
         if not possible:
-            return Page([], None)
+            return Page([], None, await self.interrupts_version() if version else None)
         if run_id:
             index = k.run_interrupts(run_id)
         elif thread_id:
@@ -222,7 +272,7 @@ class Reads:
         else:
             index = k.interrupts_by_status(status)
 
-        keep = _matcher(
+        wanted = _wanted(
             visible,
             status=status,
             agent_id=agent_id,
@@ -230,52 +280,44 @@ class Reads:
             thread_id=thread_id,
             run_id=run_id,
         )
-        hashes, next_cursor = await self._page(index, k.interrupt, keep, limit, cursor, order)
-        return Page([InterruptRecord.from_hash(h).view() for h in hashes], next_cursor)
+        got, next_cursor, rows = await self._page(
+            "interrupt", index, wanted, limit, cursor, order, version=version
+        )
+        items = [interrupt_view(_pairs(h)) for h in rows]
+        return Page(items, next_cursor, got if version else None)
 
     async def _page(
         self,
+        kind: str,
         index: str,
-        record_key: Callable[[str], str],
-        keep: Callable[[dict[str, str]], bool],
+        wanted: list[str | int],
         limit: int,
         cursor: str | None,
         order: str,
-    ) -> tuple[list[dict[str, str]], str | None]:
-        """One page of an index: O(page) reads, filtered, continuing from a cursor.
+        *,
+        version: bool = False,
+    ) -> tuple[str, str | None, list[Any]]:
+        """One page of an index, in one script call: (the interrupts' version when asked
+        for, the next cursor, the records).
 
-        A filter the index does not cover may leave a page short; scanning stops after
-        a bounded number of records so a page never costs more than that.
+        O(page) reads, filtered, continuing from a cursor: a filter the index does not
+        cover may leave a page short; scanning stops after a bounded number of records
+        so a page never costs more than that. A record that has gone meanwhile is left
+        out.
         """
-        desc = order == "desc"
-        bound: float | None = decode_cursor(cursor)
-        out: list[dict[str, str]] = []
-        scanned = 0
+        bound = decode_cursor(cursor)
         max_scan = max(limit * 20, 200)
-        last_score: float | None = None
-        while len(out) <= limit and scanned < max_scan:
-            batch = limit + 1 - len(out)
-            if desc:
-                hi = f"({bound}" if bound is not None else "+inf"
-                rows = await self.r.zrevrangebyscore(index, hi, "-inf", 0, batch, withscores=True)
-            else:
-                lo = f"({bound}" if bound is not None else "-inf"
-                rows = await self.r.zrangebyscore(index, lo, "+inf", 0, batch, withscores=True)
-            if not rows:
-                return out[:limit], None
-            async with self.r.pipeline(transaction=False) as pipe:
-                for member, _ in rows:
-                    pipe.hgetall(record_key(member))
-                hashes = await pipe.execute()
-            for (_, score), h in zip(rows, hashes, strict=True):
-                scanned += 1
-                bound = score
-                if h and keep(h):
-                    if len(out) == limit:
-                        # one more exists past this page
-                        return out, encode_cursor(last_score) if last_score is not None else None
-                    out.append(h)
-                    last_score = score
-            if len(rows) < batch:
-                return out, None
-        return out[:limit], encode_cursor(bound) if bound is not None else None
+        got, next_cursor, *rows = await self._read("page")(
+            keys=[],
+            args=[
+                kind,
+                index,
+                "desc" if order == "desc" else "asc",
+                "" if bound is None else bound,
+                limit,
+                max_scan,
+                "1" if version else "",
+                *wanted,
+            ],
+        )
+        return got, encode_cursor(next_cursor) if next_cursor else None, rows

@@ -1,0 +1,273 @@
+"""The store's reads: a page of an index and a run cost what they return, and paging by
+cursor gives every matching record once, in order (docs/design.md, "Redis": "Paging is
+by cursor: a page costs O(page)"; "no hot path reads a run's past interrupts").
+
+Costs are counted in Redis commands (the server's command statistics, which count the
+commands scripts run too) on a server of the test's own, never timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+import redis.asyncio as aioredis
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broker.core.codec import iso, now_ms
+from broker.core.records import RunStatus
+from broker.core.settings import Settings as BrokerSettings
+from broker.core.store import Attempt, Store, reads
+from tests.harness import free_port
+from tests.stored import raised, waiting
+
+
+@pytest.fixture(params=["redis", "fakeredis"])
+async def store(
+    request: pytest.FixtureRequest, redis_url: str, settings: BrokerSettings
+) -> AsyncIterator[Store]:
+    if request.param == "redis":
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    else:
+        client = fakeredis.FakeAsyncRedis(decode_responses=True)
+    yield Store(client, settings)
+    await client.aclose()
+
+
+@pytest.fixture
+async def own(tmp_path: Path) -> AsyncIterator[Store]:
+    """A store on a Redis server of its own: its command statistics are this test's."""
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+    )
+    r = aioredis.Redis(port=port, decode_responses=True)
+    try:
+        for _ in range(200):
+            with contextlib.suppress(Exception):
+                if await r.ping():
+                    break
+            await asyncio.sleep(0.05)
+        yield Store(r, BrokerSettings(key_prefix="reads"))
+    finally:
+        await r.aclose()
+        server.terminate()
+        server.wait(10)
+
+
+async def _commands(r: aioredis.Redis) -> int:
+    """Commands the server has run, including those inside scripts."""
+    stats = await r.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
+
+
+async def _cost(r: aioredis.Redis, read: Any) -> tuple[int, Any]:
+    """(commands ``read`` made the server run, what it returned)."""
+    before = await _commands(r)
+    got = await read
+    return await _commands(r) - before, got
+
+
+async def _with_history(store: Store, past: int) -> str:
+    """A run that raised ``past`` interrupts, each answered and applied, and one open."""
+    run = await store.create_run("a", None, {}, {})
+    job = "job-0"
+    begun = await store.begin_attempt(run.id, "", job)
+    for n in range(past + 1):
+        assert isinstance(begun, Attempt), begun
+        asked = raised(begun.run, {"type": "ask", "n": n})
+        await store.record_interrupts(begun.run, [asked], [a.id for a in begun.answers], job_id=job)
+        if n == past:
+            break
+        resolution = {"value": n, "resolved_by": "u", "channel": "rest", "key_id": None}
+        outcome = await store.resolve_script(
+            asked.id,
+            resolution=resolution,
+            event={"interrupt_id": asked.id},
+            response={},
+            idempotency=None,
+            audit_entry={"actor": "u"},
+            single_use=None,
+        )
+        assert outcome[0] == "ok", outcome
+        job = f"job-{n + 1}"
+        begun = await store.begin_attempt(run.id, "", job)
+    return run.id
+
+
+async def test_reading_a_run_costs_its_open_interrupts_never_its_past(own: Store) -> None:
+    short, long = await _with_history(own, 0), await _with_history(own, 300)
+    await own.get_run(short)  # the script is loaded once, by the first call
+    short_cost, short_view = await _cost(own.r, own.get_run(short))
+    long_cost, long_view = await _cost(own.r, own.get_run(long))
+    assert len(await own.r.zrange(own.keys.run_interrupts(long), 0, -1)) == 301
+    assert len(short_view["pending_interrupts"]) == len(long_view["pending_interrupts"]) == 1
+    assert long_view["status"] == RunStatus.INTERRUPTED.value
+    assert long_cost == short_cost, (short_cost, long_cost)
+
+
+async def test_a_page_costs_what_it_returns_wherever_it_starts(own: Store) -> None:
+    for n in range(300):
+        await waiting(own, "ab"[n % 2], {"type": "ask", "n": n})
+
+    def page(cursor: str | None, limit: int = 10, **filters: Any) -> Any:
+        args: dict[str, Any] = dict(agent_id=None, itype=None, thread_id=None, run_id=None)
+        return own.list_interrupts(status="pending", limit=limit, cursor=cursor, **(args | filters))
+
+    await page(None)  # the script is loaded once, by the first call
+    first_cost, first = await _cost(own.r, page(None))
+    middle = str(
+        int(
+            (
+                await own.r.zrange(
+                    own.keys.interrupts_by_status("pending"), 150, 150, withscores=True
+                )
+            )[0][1]
+        )
+    )
+    deep_cost, deep = await _cost(own.r, page(middle))
+    assert len(first.items) == len(deep.items) == 10
+    assert deep.items[0]["value"]["n"] == 151
+    assert first_cost == deep_cost
+    # a page of 10 reads the 11 records it looks at, not the 300 in the index
+    assert first_cost < 20, first_cost
+    wide_cost, wide = await _cost(own.r, page(None, limit=40))
+    assert len(wide.items) == 40 and wide_cost > first_cost
+
+
+async def test_paging_by_cursor_gives_each_match_once_in_order(store: Store) -> None:
+    made: list[tuple[str, str, str]] = []  # (interrupt id, agent, type) oldest first
+    for n in range(45):
+        agent, itype = "abc"[n % 3], ("ask", "approval")[n % 2]
+        _, [iid] = await waiting(store, agent, {"type": itype, "n": n})
+        made.append((iid, agent, itype))
+
+    async def walk(limit: int, order: str, **kw: Any) -> list[str]:
+        seen: list[str] = []
+        cursor = None
+        for _ in range(200):
+            args: dict[str, Any] = dict(agent_id=None, itype=None, thread_id=None, run_id=None)
+            got = await store.list_interrupts(
+                status="pending", limit=limit, cursor=cursor, order=order, **(args | kw)
+            )
+            assert len(got.items) <= limit
+            seen += [i["id"] for i in got.items]
+            cursor = got.next_cursor
+            if cursor is None:
+                return seen
+        raise AssertionError("paging never ended")
+
+    ours = [iid for iid, _, _ in made]
+    everything = [i for i in await walk(7, "asc") if i in set(ours)]
+    assert everything == ours
+    assert [i for i in await walk(4, "desc") if i in set(ours)] == ours[::-1]
+    # the agent index covers the agent; the type is checked record by record
+    both = [iid for iid, agent, itype in made if agent == "b" and itype == "ask"]
+    assert await walk(2, "asc", agent_id="b", itype="ask") == both
+    # a key limited to some agents sees only theirs
+    theirs = [iid for iid, agent, _ in made if agent in ("a", "c")]
+    limited = await walk(5, "asc", visible=frozenset({"a", "c"}))
+    assert [i for i in limited if i in set(ours)] == theirs
+    assert await walk(5, "asc", agent_id="b", visible=frozenset({"a"})) == []
+
+
+async def test_a_filter_no_record_matches_stops_after_a_bounded_scan(store: Store) -> None:
+    for n in range(230):
+        await waiting(store, "a", {"type": "ask", "n": n})
+    got = await store.list_interrupts(
+        status="pending",
+        agent_id="a",
+        itype="nothing-has-this-type",
+        thread_id=None,
+        run_id=None,
+        limit=5,
+        cursor=None,
+    )
+    # 200 records looked at (max(limit * 20, 200)), none kept: the cursor goes on from there
+    assert got.items == [] and got.next_cursor is not None
+    rest = await store.list_interrupts(
+        status="pending",
+        agent_id="a",
+        itype="nothing-has-this-type",
+        thread_id=None,
+        run_id=None,
+        limit=5,
+        cursor=got.next_cursor,
+    )
+    assert rest.items == [] and rest.next_cursor is None
+
+
+async def test_a_page_of_runs_names_each_runs_pending_interrupts(store: Store) -> None:
+    run, ids = await waiting(store, "a", {"type": "ask"}, {"type": "approval"})
+    other, [gone] = await waiting(store, "a", {"type": "ask"})
+    await store.stop_run(other.id, RunStatus.CANCELLED)
+    page = await store.list_runs(status=None, agent_id="a", thread_id=None, limit=10, cursor=None)
+    by_id = {item["run_id"]: item for item in page.items}
+    assert by_id[run.id]["pending_interrupts"] == ids
+    assert by_id[other.id]["pending_interrupts"] == []
+    assert [item["run_id"] for item in page.items][:2] == [other.id, run.id]  # newest first
+    assert gone not in by_id[other.id]["pending_interrupts"]
+
+
+# until 2100 (codec.iso divides by 1000 in floating point, which is a microsecond off
+# for some instants some centuries on; a page's timestamps stay exact)
+@given(st.integers(min_value=0, max_value=4_102_444_800_000))
+@settings(max_examples=1000, derandomize=True, database=None)
+def test_a_pages_timestamps_read_as_every_other_timestamp(ms: int) -> None:
+    assert reads._iso(ms) == iso(ms)
+
+
+async def test_a_page_shows_each_interrupt_as_reading_it_alone_does(store: Store) -> None:
+    review = {
+        "action_requests": [{"name": "send", "args": {"to": "x"}, "description": "Send"}],
+        "review_configs": [{"action_name": "send", "allowed_decisions": ["approve"]}],
+    }
+    later = now_ms() + 3_600_000
+    _, ids = await waiting(store, "a", {"type": "ask", "content": "é ✓"}, review, [1, None])
+    await waiting(
+        store,
+        "a",
+        {"slots": [{"label": "Mon 9:00", "iso": "2030-01-07T09:00:00Z"}]},
+        expires_at_ms=later,
+        on_expire="default",
+        expiry_default={"day": "mon"},
+        response_schema={"type": "object"},
+    )
+    resolution = {"value": True, "resolved_by": "u", "channel": "rest", "key_id": "k"}
+    await store.resolve_script(
+        ids[0],
+        resolution=resolution,
+        event={"interrupt_id": ids[0]},
+        response={},
+        idempotency=None,
+        audit_entry={"actor": "u"},
+        single_use=None,
+    )
+    shown = []
+    for status in ("pending", "resolved"):
+        page = await store.list_interrupts(
+            status=status,
+            agent_id=None,
+            itype=None,
+            thread_id=None,
+            run_id=None,
+            limit=50,
+            cursor=None,
+        )
+        shown += page.items
+    assert len(shown) == 4
+    kinds = set()
+    for item in shown:
+        alone = (await store.interrupt(item["id"])).view()
+        assert item == alone
+        kinds.add(item["kind"])
+    assert kinds == {"ask", "review", "json", "slots"}
