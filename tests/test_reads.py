@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +22,7 @@ import redis.asyncio as aioredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from broker.api.responses import JSON
 from broker.core.codec import iso, now_ms
 from broker.core.records import RunStatus
 from broker.core.settings import Settings as BrokerSettings
@@ -271,3 +273,10 @@ async def test_a_page_shows_each_interrupt_as_reading_it_alone_does(store: Store
         assert item == alone
         kinds.add(item["kind"])
     assert kinds == {"ask", "review", "json", "slots"}
+
+
+def test_a_body_orjson_refuses_is_still_written() -> None:
+    # values a graph may put in an interrupt: an integer past 64 bits, a lone surrogate
+    body = {"items": [{"value": {"n": 2**70, "s": "a\ud800b", "t": "é"}}], "next_cursor": None}
+    assert json.loads(JSON(body).body) == body
+    assert json.loads(JSON({"ok": 1.5, "t": "é"}).body) == {"ok": 1.5, "t": "é"}

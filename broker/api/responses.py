@@ -3,13 +3,15 @@
 A route that returns one of these skips FastAPI's validation and encoding of its return
 value; its ``response_model`` still documents the body. orjson writes what the strict
 body parser (broker/core/jsonsafe.py) would read back: compact UTF-8, never ``NaN`` or
-``Infinity`` (a non-finite float is written as ``null``, as FastAPI's encoder does), and
-it refuses what JSON cannot carry everywhere (integers beyond 64 bits, lone surrogates)
-with an error instead of writing it.
+``Infinity`` (a non-finite float is written as ``null``, as FastAPI's encoder does).
+What orjson refuses, a graph may still have put in an interrupt's value (an integer
+beyond 64 bits, a lone surrogate): such a body is written by the standard library
+instead, with non-ASCII escaped, so one odd value never fails a whole page.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -20,4 +22,7 @@ class JSON(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+        try:
+            return orjson.dumps(content)
+        except orjson.JSONEncodeError:
+            return json.dumps(content, separators=(",", ":")).encode()

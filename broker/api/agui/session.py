@@ -253,7 +253,9 @@ class AguiSession:
         run = await self.store.create_run(
             self.agent_id, self.thread_id, run_input, {"agui_run_id": self.inp.run_id}
         )
-        await enqueue_advance(self.queue, self.store, run.id, "start")
+        await enqueue_advance(
+            self.queue, self.store, run.id, "start", (run.thread_id, run.agent_id)
+        )
         return run
 
     # -- following the run -------------------------------------------------------------

@@ -78,7 +78,7 @@ async def start_run(
         idempotency_key=idempotency_key,
     )
     # queued again on a replay too: a first call that died before queueing loses nothing
-    await enqueue_advance(queue, store, run.id, "start")
+    await enqueue_advance(queue, store, run.id, "start", (run.thread_id, run.agent_id))
     return {"run_id": run.id, "thread_id": run.thread_id, "status": run.status.value}
 
 

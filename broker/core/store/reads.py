@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from broker.core import errors, runlog
+from broker.core.codec import loads
 from broker.core.ids import is_id
 from broker.core.keys import Keys
 from broker.core.records import InterruptRecord, InterruptStatus, RunRecord
