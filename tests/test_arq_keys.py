@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from broker.core.arq_keys import names
+from broker.core.jobs import advance_job_id
 from broker.core.keys import Keys
 from tests.flow import next_interrupt, start, wait_status
 from tests.harness import Broker, wait_until
@@ -69,7 +70,8 @@ def test_two_deployments_on_one_redis_keep_their_jobs_apart(
         assert a.post(f"/runs/{gated['run_id']}/cancel").status_code == 200
         wait_status(a, gated["run_id"], "cancelled")
         # the worker read the abort from A's set and stopped the job while it was blocked
-        result_key = f"{Keys('depa').arq_result_prefix}advance:{gated['run_id']}:{h['id']}"
+        job_id = advance_job_id(gated["run_id"], h["id"], (gated["thread_id"], "gated"))
+        result_key = f"{Keys('depa').arq_result_prefix}{job_id}"
         raw = wait_until(lambda: server.client().get(result_key), "the aborted job's result")
         result = pickle.loads(raw)
         assert result["s"] is False and isinstance(result["r"], asyncio.CancelledError)
