@@ -1,9 +1,10 @@
 """The one place the worker relies on arq beyond its public API.
 
 arq polls its queue every ``poll_delay``. The API also publishes on a wake channel
-whenever it queues a job; this worker listens on it and runs one poll at once, so an
-idle worker starts the job without waiting out the delay, and the delay only bounds
-how late a missed wake-up can be.
+whenever it queues a job, naming the job; this worker listens on it and starts the named
+jobs at once (a wake-up that names none, from the reconciler or the hand-on pass, runs
+one poll), so an idle worker starts a job without waiting out the delay or reading the
+queue, and the delay only bounds how late a missed wake-up can be.
 
 arq's poll loop (``Worker.main``) lets a Redis error end the worker. Here a poll that
 meets an outage (Redis down, full, read-only, loading, stalled) is logged and backed
@@ -99,6 +100,8 @@ class BrokerWorker(Worker):
         self._unmarked: set[str] = set()  # jobs whose in-progress mark is left to clear
         self._start: AsyncScript | None = None
         self._wake = asyncio.Event()
+        self._woken: set[str] = set()  # jobs the wake-ups named since the last start
+        self._unnamed = False  # a wake-up named no job: poll the queue
 
     @property
     def draining(self) -> bool:
@@ -212,7 +215,7 @@ class BrokerWorker(Worker):
                         await ps.subscribe(self.wake_channel)
                         async for message in ps.listen():
                             if message.get("type") == "message":
-                                self._wake.set()
+                                self._woke(message.get("data"))
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -224,10 +227,28 @@ class BrokerWorker(Worker):
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
 
+    def _woke(self, data: Any) -> None:
+        job_id = data.decode() if isinstance(data, bytes) else str(data or "")
+        if job_id and job_id != "1":
+            self._woken.add(job_id)
+        else:
+            self._unnamed = True
+        self._wake.set()
+
     async def _polls(self) -> None:
+        """One poll per wake-up (several while a poll runs make one more after it). When
+        every wake-up named its job, those jobs are started without reading the queue."""
         while True:
             await self._wake.wait()
             self._wake.clear()  # wakes during the poll below set it again
+            named, self._woken = self._woken, set()
+            unnamed, self._unnamed = self._unnamed, False
+            if named and not unnamed and self.allow_pick_jobs:
+                try:
+                    await self.start_jobs([job_id.encode() for job_id in sorted(named)])
+                    continue
+                except Exception:
+                    pass  # the poll below, with its back-off, takes it from here
             try:
                 await self._poll_iteration()
             except Exception:

@@ -211,7 +211,9 @@ class Runner:
         """What to send the graph, and the name of what this attempt does."""
         run = begun.run
         if begun.prior == RunStatus.QUEUED:
-            if hasattr(self.saver, "apersist_thread"):
+            # a thread with checkpoints may be expiring (an ended run's retention); a new
+            # thread has nothing to keep
+            if current and hasattr(self.saver, "apersist_thread"):
                 await self.saver.apersist_thread(run.thread_id)
             return run.input, "started"
         if begun.prior == RunStatus.INTERRUPTED:

@@ -15,12 +15,13 @@ log = logging.getLogger("broker.core.jobs")
 # arq's enqueue (a job that exists, or whose result is still kept, is not queued again)
 # and the wake-up, in one round trip instead of WATCH/EXISTS/MULTI/…/EXEC and a PUBLISH.
 # KEYS: 1 job, 2 job's result, 3 queue, 4 wake channel; ARGV: 1 job id, 2 score (ms),
-# 3 job ttl ms, 4 the job as arq serializes it, 5 "1" to wake the workers.
+# 3 job ttl ms, 4 the job as arq serializes it, 5 "1" to wake the workers (the message
+# names the job, so a worker starts it without reading the queue).
 ENQUEUE = """
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
 redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-if ARGV[5] == '1' then redis.call('PUBLISH', KEYS[4], '1') end
+if ARGV[5] == '1' then redis.call('PUBLISH', KEYS[4], ARGV[1]) end
 return 1
 """
 
