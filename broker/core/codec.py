@@ -8,6 +8,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 
 def _default(obj: Any) -> Any:
     if hasattr(obj, "model_dump"):
@@ -23,15 +25,26 @@ def _default(obj: Any) -> Any:
     return repr(obj)
 
 
+_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
 def dumps(value: Any) -> str:
-    """Compact JSON; anything JSON cannot hold is converted rather than refused."""
-    return json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON; anything JSON cannot hold is converted rather than refused. orjson
+    writes it, and the standard library what orjson refuses (integers beyond 64 bits,
+    lone surrogates), so no value a graph returns fails to be recorded."""
+    try:
+        return orjson.dumps(value, default=_default, option=_OPTIONS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False)
 
 
-def loads(text: str | None) -> Any:
-    if text is None or text == "":
+def loads(text: str | bytes | None) -> Any:
+    if text is None or text == "" or text == b"":
         return None
-    return json.loads(text)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)  # what the standard library wrote (NaN, lone surrogates)
 
 
 def now_ms() -> int:
