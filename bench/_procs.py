@@ -30,10 +30,14 @@ IDLE = frozenset(
         "Runner.run (asyncio/runners.py)",
     }
 )
-ENTRY_FILES = ("<frozen runpy>", "broker/cli.py", "asyncio/runners.py", "uvicorn/main.py")
-ENTRY_FILES += ("uvicorn/_compat.py", "uvicorn/server.py")
-ENTRY = ("BaseEventLoop.run_forever", "BaseEventLoop.run_until_complete")
-ENTRY += ("BaseEventLoop._run_once", "Handle._run")
+ENTRY_FILES = (
+    *("<frozen runpy>", "broker/cli.py", "asyncio/runners.py", "uvicorn/main.py"),
+    *("uvicorn/_compat.py", "uvicorn/server.py"),
+)
+ENTRY = (
+    *("BaseEventLoop.run_forever", "BaseEventLoop.run_until_complete"),
+    *("BaseEventLoop._run_once", "Handle._run"),
+)
 
 
 def _entry(frame: str) -> bool:
