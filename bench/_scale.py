@@ -4,14 +4,17 @@ scale (F) and no growth with a run's history (G)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
@@ -118,12 +121,56 @@ async def inbox_at_scale(client: httpx.AsyncClient, n: int, gets: int) -> Inbox:
     return Inbox(n, fill_s, (m1 - m0) / n, samples)
 
 
+WINDOW = 25  # answers per window compared
+
+
+class _Loop:
+    """One run of ``loop`` followed on its SSE: each answer is timed to its next interrupt."""
+
+    def __init__(self, client: httpx.AsyncClient, base: str, run_id: str) -> None:
+        self.client, self.base = client, base
+        self.url = f"{base}/runs/{run_id}"
+        self.iid = ""
+        self.events: AsyncIterator[tuple[str, Any]] | None = None
+        self.times: list[float] = []
+        self.commands: list[float] = []
+
+    @classmethod
+    async def start(
+        cls, client: httpx.AsyncClient, base: str, steps: int, stack: contextlib.AsyncExitStack
+    ) -> _Loop:
+        body = {"agent_id": "loop", "input": {"steps": steps}}
+        run = (await client.post(f"{base}/runs", json=body)).raise_for_status().json()
+        loop = cls(client, base, run["run_id"])
+        stream = await stack.enter_async_context(client.stream("GET", f"{loop.url}/events"))
+        loop.events = sse(stream)
+        loop.iid = await next_interrupt(loop.events)
+        return loop
+
+    async def answer(self, value: int) -> float:
+        """Answers the pending interrupt; seconds until the next one is seen."""
+        assert self.events is not None
+        t0 = time.perf_counter()
+        url = f"{self.base}/interrupts/{self.iid}/resolve"
+        (await self.client.post(url, json={"value": value})).raise_for_status()
+        self.iid = await next_interrupt(self.events)
+        return time.perf_counter() - t0
+
+    async def check(self) -> None:
+        """The run waits on the one interrupt this follower saw last."""
+        view = (await self.client.get(self.url)).raise_for_status().json()
+        assert view["pending_interrupts"] == [self.iid], view
+
+    async def cancel(self) -> None:
+        (await self.client.post(f"{self.url}/cancel")).raise_for_status()
+
+
 @dataclass
 class Growth:
-    times: list[float]  # resolve → next interrupt observed, per answer
-    commands: list[float]  # Redis commands per answer (INFO commandstats)
-    get_one: list[float]  # GET /runs/{id} with 1 past interrupt
-    get_past: list[float]  # … with ``past`` past interrupts
+    old: _Loop  # answered max(questions, past) times
+    young: _Loop  # answered WINDOW times, interleaved with the old run's answers up to #questions
+    get_one: list[float]  # GET /runs/{id} of a run with 1 past interrupt …
+    get_past: list[float]  # … and of the old run, interleaved
     questions: int
     past: int
 
@@ -131,40 +178,38 @@ class Growth:
 async def no_growth(
     b: Broker, client: httpx.AsyncClient, questions: int, past: int, gets: int
 ) -> Growth:
-    """One run of ``loop`` answered ``max(questions, past)`` times over HTTP, the next
-    interrupt seen on the run's SSE; GET /runs/{id} timed after 1 and ``past`` answers.
+    """An old ``loop`` run answered ``max(questions, past)`` times over HTTP, each answer
+    timed to the next interrupt seen on the run's SSE. While it answers #questions-24 to
+    #questions, a young run gets its answers #1-#25, one after each, so the two windows
+    share the machine's noise. Then GET /runs/{id} of the old run (``past`` past
+    interrupts) interleaved with a run answered once.
 
     Commands per answer: INFO commandstats from one answer's resolve to the next (what
-    trails one answer lands in the next window, the same for every answer); nothing else
+    trails an answer lands in the next window, alike for every answer); nothing else
     runs meanwhile."""
     answers = max(questions, past)
+    late = range(questions - WINDOW + 1, questions + 1)
     meter = aioredis.Redis.from_url(b.env["REDIS_URL"])
-    times: list[float] = []
-    commands: list[float] = []
-    gets_at: dict[int, list[float]] = {}
     try:
-        body = {"agent_id": "loop", "input": {"steps": answers + 1}}
-        run = (await client.post(f"{b.url}/runs", json=body)).raise_for_status().json()
-        run_url = f"{b.url}/runs/{run['run_id']}"
-        async with client.stream("GET", f"{run_url}/events") as stream:
-            events = sse(stream)
-            iid = await next_interrupt(events)
+        async with contextlib.AsyncExitStack() as stack:
+            old = await _Loop.start(client, b.url, answers + 1, stack)
+            young = await _Loop.start(client, b.url, WINDOW + 1, stack)
+            once = await _Loop.start(client, b.url, 2, stack)
+            await once.answer(0)
             prev = await usage(meter)
             for k in range(1, answers + 1):
-                t0 = time.perf_counter()
-                resp = await client.post(f"{b.url}/interrupts/{iid}/resolve", json={"value": k})
-                resp.raise_for_status()
-                iid = await next_interrupt(events)
-                times.append(time.perf_counter() - t0)
-                now = await usage(meter)
-                commands.append((now - prev).total)
-                if k in (1, past):
-                    gets_at[k] = await timed_get(client, run_url, gets)
-                    view = (await client.get(run_url)).json()
-                    assert view["pending_interrupts"] == [iid], view
+                runs = (old, young) if k in late else (old,)
+                for run in runs:
+                    took = await run.answer(k)
                     now = await usage(meter)
-                prev = now
-        (await client.post(f"{run_url}/cancel")).raise_for_status()
+                    run.times.append(took)
+                    run.commands.append((now - prev).total)
+                    prev = now
+            urls = {"one": once.url, "past": old.url}
+            got = await interleaved(client, urls, gets, block=25)
+            for run in (old, young, once):
+                await run.check()
+                await run.cancel()
     finally:
         await meter.aclose()
-    return Growth(times, commands, gets_at[1], gets_at[past], questions, past)
+    return Growth(old, young, got["one"], got["past"], questions, past)

@@ -180,17 +180,21 @@ def report(got: dict[str, Any], args: argparse.Namespace, took_s: float) -> None
 
 
 def _print_growth(g: _scale.Growth) -> None:
-    print(f"\nG. one loop run, {max(g.questions, g.past)} answers (resolve → next interrupt)")
-    print(f"  {'answers':<22}{'median ms':>10}{'commands':>10}")
-    ends = sorted({25, g.questions, g.past})
-    for end in ends:
-        t, c = window(g.times, end) * 1000, window(g.commands, end)
-        print(f"  {f'#{max(1, end - 24)}-#{end}':<22}{t:>10.2f}{c:>10.0f}")
-    print(f"  single answers: #1 {g.times[0] * 1000:.2f} ms, {g.commands[0]:.0f} commands;")
-    last = g.questions - 1
-    print(f"    #{g.questions} {g.times[last] * 1000:.2f} ms, {g.commands[last]:.0f} commands")
+    n, q, w = max(g.questions, g.past), g.questions, _scale.WINDOW
+    print(f"\nG. no growth: a loop run answered {n} times (resolve → next interrupt on SSE);")
+    print(f"   a young run's answers #1-#{w} interleaved with its #{q - w + 1}-#{q}")
+    print(f"  {'answers (medians)':<34}{'ms':>8}{'commands':>10}")
+    rows = [("old run", g.old, w), ("young run (interleaved)", g.young, w), ("old run", g.old, q)]
+    if g.past > q:
+        rows.append(("old run", g.old, n))
+    for label, run, end in rows:
+        first = max(1, end - w + 1)
+        at = end if run is g.old else w
+        t, c = window(run.times, at) * 1000, window(run.commands, at)
+        print(f"  {f'{label} #{first}-#{end}':<34}{t:>8.2f}{c:>10.0f}")
     one, past = _ms(g.get_one, 50), _ms(g.get_past, 50)
-    print(f"  GET /runs/{{id}} p50: 1 past interrupt {one:.2f} ms, {g.past} past {past:.2f} ms")
+    print(f"  GET /runs/{{id}} p50, interleaved: 1 past interrupt {one:.2f} ms,")
+    print(f"    {n} past {past:.2f} ms ({past / one:.2f}x)")
 
 
 async def main() -> None:
