@@ -29,7 +29,7 @@ from tests.harness import Broker
 AGENTS = ("naming", "scheduling", "tool_approval", "parallel")
 
 
-async def fill(store: Store, n: int) -> None:
+async def fill(store: Store, n: int, *, progress: bool = True) -> None:
     sem = asyncio.Semaphore(64)
 
     async def one(i: int) -> None:
@@ -57,7 +57,8 @@ async def fill(store: Store, n: int) -> None:
         batch = min(step, n - done)
         await asyncio.gather(*(one(done + j) for j in range(batch)))
         done += batch
-        print(f"  {done} pending", flush=True)
+        if progress:
+            print(f"  {done} pending", flush=True)
 
 
 async def timed(
