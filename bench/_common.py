@@ -7,6 +7,12 @@ import os
 import statistics
 from collections.abc import Iterator
 
+from broker.core.settings import Settings
+
+# when the worker writes checkpoints by default (BROKER_CHECKPOINT_DURABILITY): every
+# in-process floor runs its graph the same way
+DURABILITY = Settings.model_fields["checkpoint_durability"].default
+
 
 @contextlib.contextmanager
 def redis_url() -> Iterator[str]:

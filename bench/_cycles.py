@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from langgraph.types import Command
 
-from bench._common import pct
+from bench._common import DURABILITY, pct
 from bench._meter import Usage
 
 INPUT = {"request": "ship it"}
@@ -72,14 +72,14 @@ async def warm(one: Cycle, clients: int) -> None:
 def floor_cycle(graph: Any) -> Cycle:
     """The graph called directly: input → interrupt, then Command(resume) → end.
 
-    ``durability="sync"`` as the worker runs graphs (worker/stream.py)."""
+    With the checkpoint durability the worker runs graphs with by default."""
 
     async def one() -> float:
         config: Any = {"configurable": {"thread_id": uuid.uuid4().hex}}
-        first = await graph.ainvoke(INPUT, config, durability="sync")
+        first = await graph.ainvoke(INPUT, config, durability=DURABILITY)
         assert "__interrupt__" in first, first
         t0 = time.perf_counter()
-        out = await graph.ainvoke(Command(resume=True), config, durability="sync")
+        out = await graph.ainvoke(Command(resume=True), config, durability=DURABILITY)
         leg = time.perf_counter() - t0
         assert out.get("answer") is True, out
         return leg

@@ -44,6 +44,7 @@ import httpx
 import redis.asyncio as aioredis
 from langgraph.types import Command
 
+from bench._common import DURABILITY
 from bench._meter import Follower, Usage, own_redis, reading_cost, usage, used_memory
 from broker.core.keys import Keys
 from broker.core.saver import RedisCheckpointSaver
@@ -84,8 +85,8 @@ async def floor(url: str, cycles: int, conc: int, repeat: int) -> Measured:
 
     async def one() -> None:
         config: dict[str, Any] = {"configurable": {"thread_id": uuid.uuid4().hex}}
-        await g.ainvoke(INPUT, config, durability="sync")
-        await g.ainvoke(Command(resume=True), config, durability="sync")
+        await g.ainvoke(INPUT, config, durability=DURABILITY)
+        await g.ainvoke(Command(resume=True), config, durability=DURABILITY)
 
     await one()  # scripts loaded, connections open
     overhead = await reading_cost(meter)

@@ -22,7 +22,7 @@ import httpx
 import redis.asyncio as aioredis
 from langgraph.types import Command
 
-from bench._common import HEADER, redis_url, row
+from bench._common import DURABILITY, HEADER, redis_url, row
 from bench.graphs import loop
 from broker.core.codec import loads
 from broker.core.keys import Keys
@@ -36,11 +36,11 @@ async def floor(url: str, cycles: int) -> list[float]:
     saver = RedisCheckpointSaver(client, keys)
     graph = loop.copy(update={"checkpointer": saver})
     config: dict[str, Any] = {"configurable": {"thread_id": "floor"}}
-    await graph.ainvoke({"steps": cycles + 1}, config, durability="sync")
+    await graph.ainvoke({"steps": cycles + 1}, config, durability=DURABILITY)
     samples = []
     for n in range(cycles):
         t0 = time.perf_counter()
-        await graph.ainvoke(Command(resume=n), config, durability="sync")
+        await graph.ainvoke(Command(resume=n), config, durability=DURABILITY)
         samples.append(time.perf_counter() - t0)
     await saver.adelete_thread("floor")
     await client.aclose()
