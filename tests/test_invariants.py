@@ -300,8 +300,11 @@ def test_json_error_shape_for_unknown_routes(api: httpx.Client) -> None:
 
 
 def test_listing_pages_by_cursor_and_answers_304_when_unchanged(api: httpx.Client) -> None:
-    runs = [start(api, "counter", {}) for _ in range(5)]
-    ids = [next_interrupt(api, r["run_id"])["id"] for r in runs]
+    # one after another, so the interrupts are created in this order
+    runs, ids = [], []
+    for _ in range(5):
+        runs.append(start(api, "counter", {}))
+        ids.append(next_interrupt(api, runs[-1]["run_id"])["id"])
     agent_items: list[str] = []
     cursor = None
     while True:

@@ -251,7 +251,8 @@ def _keyset(r: redis.Redis, prefix: str) -> set[bytes]:
 @pytest.mark.slow
 async def test_a_soak_leaves_memory_at_what_the_pending_work_needs(tmp_path: Path) -> None:
     """5,000 runs through the store (and a few over the API) after a baseline of only
-    pending work: once their retention passed, memory is back at the baseline."""
+    pending work: once their retention passed, memory is back at the baseline, but for
+    table sizes the server keeps after a peak."""
     short = {
         "BROKER_RETENTION_S": "1",
         "BROKER_TOMBSTONE_S": "1",
@@ -310,7 +311,11 @@ async def test_a_soak_leaves_memory_at_what_the_pending_work_needs(tmp_path: Pat
                     wait_until(settled, "memory to settle", deadline_s=30)
                 after = _footprint(sync, ("soak", "e2e"))
                 print(f"memory without the capped streams: {baseline} before, {after} after")
-                assert abs(after - baseline) <= 0.1 * baseline, (baseline, after)
+                # What is left is the server's own: hash tables sized for the soak's peak,
+                # client buffers. It stays under 200 bytes per ended run, a few percent of
+                # what each held while retained; a key left behind per run would not.
+                assert after - baseline <= 200 * SOAK_RUNS, (baseline, after)
+                assert after >= 0.9 * baseline, (baseline, after)  # pending work all kept
         finally:
             await client.aclose()
             sync.close()
