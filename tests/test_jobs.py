@@ -11,10 +11,12 @@ import redis.asyncio as aioredis
 from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
 
-from broker.core import arq_keys
+from broker.core import arq_keys, channel, errors
 from broker.core.jobs import advance_job_id, enqueue, job_where
+from broker.core.records import Channel
 from broker.core.settings import Settings
 from broker.core.store import Store
+from tests.stored import waiting
 
 
 def test_an_advance_job_id_carries_the_thread_and_agent_when_given() -> None:
@@ -59,3 +61,25 @@ async def test_a_job_is_queued_once_and_arq_reads_it_back(
     await queue.delete(store.keys.arq_job_prefix + "advance:r1:start")
     await queue.set(store.keys.arq_result_prefix + "advance:r1:start", b"kept")
     assert not await enqueue(queue, store, "advance", "advance:r1:start", "r1")
+
+
+async def test_an_accepted_answer_queues_its_runs_job_in_the_same_step(
+    queue: ArqRedis, aredis: aioredis.Redis, settings: Settings
+) -> None:
+    store = Store(aredis, settings)
+    run, (iid,) = await waiting(store, "naming", {"type": "approval", "content": "ok?"})
+    pubsub = aredis.pubsub()
+    await pubsub.subscribe(store.keys.wake_channel)
+    await pubsub.get_message(timeout=1)
+    await channel.answer(store, queue, iid, True, channel=Channel.REST)
+    job_id = advance_job_id(run.id, iid, (run.thread_id, "naming"))
+    assert await queue.zrange(store.keys.queue, 0, -1) == [job_id.encode()]
+    info = await Job(job_id, queue, _queue_name=store.keys.queue).info()
+    assert info is not None and info.function == "advance" and info.args == (run.id,)
+    woke = await pubsub.get_message(timeout=2)
+    assert woke is not None and woke["data"] == job_id  # the wake-up names the job
+    await pubsub.aclose()
+    # a second answer is refused, and queues nothing more
+    with pytest.raises(errors.AlreadyResolved):
+        await channel.answer(store, queue, iid, False, channel=Channel.REST)
+    assert await queue.zcard(store.keys.queue) == 1

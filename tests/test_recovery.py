@@ -17,15 +17,9 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from arq.connections import ArqRedis
 
-from broker.core import channel
-from broker.core.records import Channel
-from broker.core.settings import Settings
-from broker.core.store import Store
-from tests.faults import Faults
-from tests.faults import client as faulty
-from tests.flow import next_interrupt, pending, run_state, start, wait_status
+from broker.core.keys import Keys
+from tests.flow import answer, next_interrupt, pending, run_state, start, wait_status
 from tests.graphs import count
 from tests.harness import Broker, delete_prefix, wait_until
 from tests.servers import RedisServer
@@ -89,33 +83,30 @@ def test_worker_killed_mid_resume_still_resumes_once(
     assert count(redis_url, prefix, "after", thread) == 1
 
 
-def test_answer_recorded_but_never_queued_is_resumed_by_the_reconciler(
+def test_an_answer_whose_job_was_lost_is_resumed_by_the_reconciler(
     make_broker: Any, redis_url: str, prefix: str
 ) -> None:
+    # The answer queues its run's job in the same step that records it; here that job
+    # is lost before any worker takes it (as a failover to a replica that had not yet
+    # received it would lose it), and the run must still resume.
     b = make_broker()
-    b.start_worker()
+    worker = b.start_worker()
     b.start_api()
     b.wait_ready()
     with httpx.Client(base_url=b.url, timeout=30) as api:
         run = start(api, "counter", {})
         target = next_interrupt(api, run["run_id"])
-
-        async def record_only() -> None:
-            # the answer is recorded, then the API dies: the job never reaches Redis
-            faults = Faults()
-            client = faulty(redis_url, Faults(), decode_responses=True)
-            queue = faulty(redis_url, faults, cls=ArqRedis)
-            try:
-                store = Store(client, Settings(redis_url=redis_url, key_prefix=prefix))
-                # the queue's one script (the job and the wake-up) never reaches Redis
-                faults.drop(lambda args: args[0] in ("EVALSHA", "EVAL"), times=None)
-                await channel.answer(store, queue, target["id"], "late", channel=Channel.REST)
-                assert not await client.exists(store.keys.queue)
-            finally:
-                await client.aclose()
-                await queue.aclose()
-
-        asyncio.run(record_only())
+        worker.stop()  # no worker takes the job meanwhile
+        answer(api, target["id"], "late")
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            keys = Keys(prefix)
+            queued = client.zrange(keys.queue, 0, -1)
+            assert len(queued) == 1 and queued[0].startswith(f"advance:{run['run_id']}:")
+            client.delete(keys.queue, keys.arq_job_prefix + queued[0])
+        finally:
+            client.close()
+        b.start_worker()
         done = wait_status(api, run["run_id"], "succeeded", "failed")
     assert done["status"] == "succeeded"
     assert done["output"]["values"]["answer"] == "late"

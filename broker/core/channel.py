@@ -18,7 +18,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from broker.core import audit, auth, errors, schemas
+from broker.core import audit, auth, errors, jobs, schemas
 from broker.core.codec import dumps, iso, loads, now_ms
 from broker.core.ids import is_id
 from broker.core.jobs import abort_job, enqueue_advance
@@ -56,11 +56,12 @@ async def answer(
     the resolved interrupt. A retry with the same idempotency key gets the same body."""
     who = _who(principal)
     h = await _checked(store, interrupt_id, value, resolved_by, channel, who)
-    resolved = await _resolve(
-        store, h, value, resolved_by, channel, idempotency_key, who, single_use
+    # the run's job is queued by the resolve itself: an accepted answer is never left
+    # without one (the reconciler stays the net for a job lost after it)
+    job = jobs.advance(queue, store, h.run_id, interrupt_id, (h.thread_id, h.agent_id))
+    return await _resolve(
+        store, h, value, resolved_by, channel, idempotency_key, who, single_use, job
     )
-    await enqueue_advance(queue, store, h.run_id, interrupt_id, (h.thread_id, h.agent_id))
-    return resolved
 
 
 async def answer_many(
@@ -261,6 +262,7 @@ async def _resolve(
     idempotency_key: str | None,
     who: auth.Principal,
     single_use: SingleUse | None,
+    job: jobs.Job | None = None,
 ) -> dict[str, Any]:
     ts = now_ms()
     resolution = _resolution(value, resolved_by, channel, who.key_id, ts)
@@ -293,6 +295,7 @@ async def _resolve(
             idempotency=idempotency,
             audit_entry=attempt,
             single_use=(single_use.nonce, single_use.ttl_ms) if single_use else None,
+            job=(job.keys, [job.job_id, job.payload, job.ttl_ms, job.wake]) if job else None,
         )
         if res[0] == "idempotent" and loads(res[1])["digest"] == (idempotency or ("", ""))[1]:
             replay = {**attempt, "at": iso(now_ms()), "outcome": "replayed"}

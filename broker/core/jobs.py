@@ -3,39 +3,63 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from arq.connections import ArqRedis
 from arq.jobs import serialize_job
 
 from broker.core.codec import now_ms
 from broker.core.store import Store
+from broker.core.store._prelude import QUEUE_JOB
 
 log = logging.getLogger("broker.core.jobs")
 
-# arq's enqueue (a job that exists, or whose result is still kept, is not queued again)
-# and the wake-up, in one round trip instead of WATCH/EXISTS/MULTI/…/EXEC and a PUBLISH.
-# KEYS: 1 job, 2 job's result, 3 queue, 4 wake channel; ARGV: 1 job id, 2 score (ms),
-# 3 job ttl ms, 4 the job as arq serializes it, 5 "1" to wake the workers (the message
-# names the job, so a worker starts it without reading the queue).
-ENQUEUE = """
-if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
-redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[3])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-if ARGV[5] == '1' then redis.call('PUBLISH', KEYS[4], ARGV[1]) end
-return 1
-"""
+# arq's enqueue and the wake-up in one round trip, instead of WATCH/EXISTS/MULTI/…/EXEC
+# and a PUBLISH (``queue_job`` in broker/core/store/_prelude.py). The wake-up names the
+# job, so a worker starts it without reading the queue. KEYS: 1 job, 2 job's result,
+# 3 queue, 4 wake channel; ARGV: 1 job id, 2 score (ms), 3 job ttl ms, 4 the job as arq
+# serializes it, 5 "1" to wake the workers.
+ENQUEUE = (
+    QUEUE_JOB
+    + "return queue_job(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[4], ARGV[3],"
+    + " ARGV[2], ARGV[5])"
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """An arq job ready to queue: its keys (job, result, queue, wake channel) and its
+    arguments (id, the job as arq serializes it, ttl ms, "1" to wake)."""
+
+    keys: list[str]
+    job_id: str
+    payload: bytes
+    ttl_ms: int
+    wake: str
+
+
+def job(queue: ArqRedis, store: Store, function: str, job_id: str, *args: object) -> Job:
+    """``function(*args)`` as arq job ``job_id``, as ``ArqRedis.enqueue_job`` writes it."""
+    k = store.keys
+    payload = serialize_job(function, args, {}, None, now_ms(), serializer=queue.job_serializer)
+    keys = [k.arq_job_prefix + job_id, k.arq_result_prefix + job_id, k.queue, k.wake_channel]
+    wake = "1" if store.settings.wake_workers else "0"
+    return Job(keys, job_id, payload, queue.expires_extra_ms, wake)
+
+
+def advance(
+    queue: ArqRedis, store: Store, run_id: str, reason: str, where: tuple[str, str] | None
+) -> Job:
+    """The job that moves a run forward, for a transition to queue in its own step."""
+    return job(queue, store, "advance", advance_job_id(run_id, reason, where), run_id)
 
 
 async def enqueue(queue: ArqRedis, store: Store, function: str, job_id: str, *args: object) -> bool:
-    """Queues ``function(*args)`` as arq job ``job_id`` now, as ``ArqRedis.enqueue_job``
-    does, and wakes the workers; False if that job is queued or recently finished."""
-    k = store.keys
-    ts = now_ms()
-    job = serialize_job(function, args, {}, None, ts, serializer=queue.job_serializer)
+    """Queues ``function(*args)`` as arq job ``job_id`` now and wakes the workers; False
+    if that job is queued, or finished recently enough that arq keeps its result."""
+    j = job(queue, store, function, job_id, *args)
     script = queue.register_script(ENQUEUE)
-    keys = [k.arq_job_prefix + job_id, k.arq_result_prefix + job_id, k.queue, k.wake_channel]
-    wake = "1" if store.settings.wake_workers else "0"
-    return bool(await script(keys, [job_id, ts, queue.expires_extra_ms, job, wake]))
+    return bool(await script(j.keys, [j.job_id, now_ms(), j.ttl_ms, j.payload, j.wake]))
 
 
 def advance_job_id(run_id: str, reason: str, where: tuple[str, str] | None = None) -> str:

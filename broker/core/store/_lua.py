@@ -184,8 +184,11 @@ return {'ok', run.job_id or ''}
 # 3 resolution, 4 event data, 5 response to keep for a retry, 6 idempotency payload
 # digest ('' when no key), 7 idempotency ttl ms, 8 audit entry, 9 nonce ('' when none),
 # 10 nonce ttl ms, 11 idempotency key digest ('' when none; kept on the interrupt, so the
-# key expires with it once its run ends). Touches: the interrupt and its indexes, its
-# run, seq, deadlines, interrupts version, runs due, events, audit, audit decision.
+# key expires with it once its run ends); and the run's job, queued in the same step when
+# ARGV 12 names it: KEYS 3-6 its key, its result's key, the queue, the wake channel;
+# ARGV 12 job id, 13 the job as arq serializes it, 14 its ttl ms, 15 "1" to wake.
+# Touches: the interrupt and its indexes, its run, seq, deadlines, interrupts version,
+# runs due, events, audit, audit decision, and the job.
 RESOLVE = """
 local iid = ARGV[2]
 if ARGV[6] ~= '' then
@@ -217,6 +220,9 @@ if ARGV[6] ~= '' then
 end
 if ARGV[9] ~= '' then redis.call('SET', KEYS[2], iid, 'PX', ARGV[10]) end
 audit_decision(iid, ARGV[8])
+if ARGV[12] and ARGV[12] ~= '' then
+  queue_job(KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[12], ARGV[13], ARGV[14], NOW, ARGV[15])
+end
 return {'ok'}
 """
 

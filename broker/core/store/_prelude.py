@@ -3,7 +3,23 @@
 
 from __future__ import annotations
 
-PRELUDE = """
+# arq's enqueue (a job that exists, or whose result is still kept, is not queued again)
+# and the wake-up naming the job, as one Lua function: the queueing script
+# (broker/core/jobs.py) and the transitions that queue their run's job in the same step
+# (resolve) share it.
+QUEUE_JOB = """
+local function queue_job(k_job, k_result, k_queue, k_wake, job_id, payload, ttl_ms, score, wake)
+  if redis.call('EXISTS', k_job, k_result) > 0 then return 0 end
+  redis.call('SET', k_job, payload, 'PX', ttl_ms)
+  redis.call('ZADD', k_queue, score, job_id)
+  if wake == '1' then redis.call('PUBLISH', k_wake, job_id) end
+  return 1
+end
+"""
+
+PRELUDE = (
+    QUEUE_JOB
+    + """
 local NOW = ARGV[1]
 local TERMINAL = {succeeded = true, failed = true, cancelled = true}
 
@@ -190,3 +206,4 @@ local function end_run(run, status, fields, data)
   retain(run, tonumber(NOW))
 end
 """
+)

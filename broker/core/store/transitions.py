@@ -232,10 +232,13 @@ class Transitions:
         idempotency: tuple[str, str] | None,
         audit_entry: dict[str, Any],
         single_use: tuple[str, int] | None,
+        job: tuple[list[str], list[Any]] | None = None,
     ) -> list[Any]:
         """The raw resolve transition; broker/core/channel.py interprets its outcome.
 
-        ``idempotency`` is (key digest, payload digest); ``single_use`` (nonce, ttl ms).
+        ``idempotency`` is (key digest, payload digest); ``single_use`` (nonce, ttl ms);
+        ``job`` the run's job to queue in the same step, as broker/core/jobs.py builds it
+        (its keys; its id, the job, its ttl ms, "1" to wake).
         """
         k = self.keys
         idem_key = k.idempotency(interrupt_id, idempotency[0] if idempotency else "_")
@@ -254,8 +257,9 @@ class Transitions:
                 single_use[0] if single_use else "",
                 max(single_use[1], 1000) if single_use else 0,
                 idempotency[0] if idempotency else "",
+                *(job[1] if job else []),
             ],
-            keys=[idem_key, nonce_key],
+            keys=[idem_key, nonce_key, *(job[0] if job else [])],
         )
         return res
 
