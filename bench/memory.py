@@ -74,6 +74,8 @@ def owned(r: redis.Redis, prefix: str, runs: list[dict[str, Any]]) -> dict[str, 
     needles = [n for run in runs for n in run["ids"]]
     out = {}
     for key in r.scan_iter(match=f"{prefix}:*", count=1000):
+        if key.startswith(f"{prefix}:arq:"):
+            continue  # arq's job keys: shared, below
         if any(n in key for n in needles):
             out[key] = int(r.memory_usage(key, samples=0) or 0)
     return out
@@ -86,7 +88,7 @@ def used(r: redis.Redis) -> int:
 def shared(r: redis.Redis, prefix: str) -> dict[str, int]:
     """MEMORY USAGE of what no one run owns but runs make grow: the global event stream
     (capped) and arq's job keys (results are kept an hour)."""
-    arq = [k for k in r.scan_iter(match="arq:*", count=1000)]
+    arq = [k for k in r.scan_iter(match=f"{prefix}:arq:*", count=1000)]
     return {
         "global event stream": int(r.memory_usage(f"{prefix}:events", samples=0) or 0),
         "arq job keys": sum(int(r.memory_usage(k, samples=0) or 0) for k in arq),
