@@ -282,7 +282,7 @@ def report(rows: list[Measured], mem: tuple[float, float, dict[str, float]], ver
         diff = ", ".join(f"{c} {n:+.1f}" for c, n in _top(extra, 6))
         print(f"\na second worker, per cycle: {extra.total:+.1f} commands ({diff}),")
         cpu = extra.cpu_s * 1e6
-        print(f"  {cpu:+,.0f} µs Redis CPU: each wake-up reaches every worker, which tries to take the job")
+        print(f"  {cpu:+,.0f} µs Redis CPU: every worker hears each wake-up and tries for the job")
 
     print(f"\ntop commands per cycle{'':<14}{base.name:>20}{rows[1].name:>20}")
     for c, n in _top(rows[1].per_cycle, 14):
