@@ -19,6 +19,7 @@ from broker.core.fence import CONFIG_KEY, Fence
 from broker.core.keys import Keys
 from broker.core.saver import LegacyLayout, RedisCheckpointSaver, primed
 from tests.servers import RedisServer
+from worker.locks import Lease
 
 
 class _Counting(Connection):
@@ -153,3 +154,29 @@ async def test_a_primed_read_is_taken_once_without_a_round_trip(client: aioredis
         assert again is not None and again.checkpoint["id"] == stored.checkpoint["id"]
     after = await saver.aget_tuple(latest)
     assert after is not None and after.checkpoint["id"] == stored.checkpoint["id"]
+
+
+async def test_the_lease_and_the_checkpoint_are_taken_in_one_round_trip(
+    client: aioredis.Redis,
+) -> None:
+    keys = Keys("leased")
+    saver = RedisCheckpointSaver(client, keys)
+    await _costs(client, saver, keys, "l", 2)
+    latest = {"configurable": {"thread_id": "l"}}
+    stored = await saver.aget_tuple(latest)
+    assert stored is not None
+    first = Lease(client, "leased:lease", "leased:fence", holder="w", ttl_s=5)
+    await client.script_flush()  # a restarted server: neither script is loaded
+    sends = _Counting.sends
+    got, tup = await saver.aget_tuple_after(latest, first.acquire_call())
+    assert got == 1 and tup is not None and tup.checkpoint["id"] == stored.checkpoint["id"]
+    sends = _Counting.sends - sends
+    trips = _Counting.sends
+    other = Lease(client, "leased:lease", "leased:fence", holder="v", ttl_s=5)
+    got, tup = await saver.aget_tuple_after(latest, other.acquire_call())
+    assert got == 0  # held by the first: the read comes back, and the caller drops it
+    assert _Counting.sends - trips == 1 and sends > 1  # loading the scripts took more
+    got, tup = await saver.aget_tuple_after(
+        {"configurable": {"thread_id": "none"}}, other.acquire_call()
+    )
+    assert got == 0 and tup is None

@@ -16,10 +16,11 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
-from typing import Literal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 
 from broker.core.fence import Fence
 
@@ -99,7 +100,12 @@ class Lease:
         return Fence(self.keys[1], self.token)
 
     async def acquire(self) -> bool:
-        return bool(await self._acquire(self.keys, [self.token, self.ttl_ms, FENCE_TTL_MS]))
+        return bool(await self._acquire(*self.acquire_call()[1:]))
+
+    def acquire_call(self) -> tuple[AsyncScript, list[str], list[Any]]:
+        """Taking the lease as a script call (script, keys, arguments), for a caller that
+        sends it together with what it reads next (broker/core/saver/_leased.py)."""
+        return self._acquire, self.keys, [self.token, self.ttl_ms, FENCE_TTL_MS]
 
     async def renew(self) -> Literal["held", "retaken", "lost"]:
         got = await self._renew(self.keys, [self.token, self.ttl_ms, FENCE_TTL_MS])
@@ -110,8 +116,11 @@ class Lease:
 
 
 @contextlib.asynccontextmanager
-async def hold(lease: Lease, *, wait_s: float) -> AsyncIterator[Lease]:
-    """Holds ``lease``, renewing it while the body runs.
+async def hold(
+    lease: Lease, *, wait_s: float, acquire: Callable[[], Awaitable[bool]] | None = None
+) -> AsyncIterator[Lease]:
+    """Holds ``lease``, renewing it while the body runs (``acquire``: how to take it, if
+    not ``lease.acquire``).
 
     Waits up to ``wait_s`` for the thread (``LockBusy``). If the holder dies the lease
     lapses after its ttl, or is handed on sooner once the holder's heartbeat is stale
@@ -123,7 +132,8 @@ async def hold(lease: Lease, *, wait_s: float) -> AsyncIterator[Lease]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     delay = 0.005
-    while not await lease.acquire():
+    take = acquire or lease.acquire
+    while not await take():
         if loop.time() >= deadline:
             raise LockBusy(lease.keys[0])
         await asyncio.sleep(delay)

@@ -102,20 +102,42 @@ class Runner:
             holder=self.worker_id,
             ttl_s=s.lease_ttl_s,
         )
-        async with hold(lease, wait_s=s.lease_wait_s):
-            return await self._advance_locked(run_id, thread_id, job_id, graph, lease.fence)
-
-    async def _advance_locked(
-        self, run_id: str, thread_id: str, job_id: str, graph: Any, fence: Fence
-    ) -> str:
         # the fence rides in the config to the checkpoint saver: a holder that lost the
         # thread can write no checkpoint either
-        config: dict[str, Any] = {"configurable": {"thread_id": thread_id, FENCE_CONFIG_KEY: fence}}
-        # the thread's latest checkpoint id (the whole state is read only to recover); the
-        # graph's own first read of it takes this one (broker/core/saver/_primed.py)
-        latest = await self.saver.aget_tuple(config) if graph is not None else None
+        config: dict[str, Any] = {
+            "configurable": {"thread_id": thread_id, FENCE_CONFIG_KEY: lease.fence}
+        }
+        # the thread's latest checkpoint (the whole state is read only to recover), read
+        # in the round trip that takes the lease (broker/core/saver/_leased.py)
+        read: dict[str, Any] = {}
+
+        async def take() -> bool:
+            got, read["latest"] = await self.saver.aget_tuple_after(config, lease.acquire_call())
+            return bool(got)
+
+        leased = graph is not None and hasattr(self.saver, "aget_tuple_after")
+        async with hold(lease, wait_s=s.lease_wait_s, acquire=take if leased else None):
+            return await self._advance_locked(run_id, thread_id, job_id, graph, config, read)
+
+    async def _advance_locked(
+        self,
+        run_id: str,
+        thread_id: str,
+        job_id: str,
+        graph: Any,
+        config: dict[str, Any],
+        read: dict[str, Any],
+    ) -> str:
+        if "latest" in read:
+            latest = read["latest"]
+        else:
+            latest = await self.saver.aget_tuple(config) if graph is not None else None
+        # the graph's own first read of the checkpoint takes this one
+        # (broker/core/saver/_primed.py)
         with primed(thread_id, latest):
-            return await self._attempt(run_id, job_id, graph, fence, config, latest)
+            return await self._attempt(
+                run_id, job_id, graph, config["configurable"][FENCE_CONFIG_KEY], config, latest
+            )
 
     async def _attempt(
         self,

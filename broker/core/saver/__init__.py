@@ -39,6 +39,7 @@ from broker.core.saver import _lua, _primed
 from broker.core.saver._codec import (
     _EMPTY,
     _PAGE,
+    Page,
     _async_only,
     _config,
     _fence,
@@ -46,12 +47,14 @@ from broker.core.saver._codec import (
     _ns_name,
     _ns_prefix,
     _pack,
+    _page_reply,
     _pairs,
     _row,
     _target,
     _unpack,
     _unrow,
 )
+from broker.core.saver._leased import LeasedRead
 from broker.core.saver._primed import primed as primed
 from broker.core.saver._threads import ThreadOps
 
@@ -61,7 +64,7 @@ class LegacyLayout(RuntimeError):
     reads (they look absent) nor writes to (docs/design.md, "Checkpoints")."""
 
 
-class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
+class RedisCheckpointSaver(ThreadOps, LeasedRead, BaseCheckpointSaver[str]):
     """Async LangGraph checkpoint saver on plain Redis commands (no modules needed).
 
     ``redis`` must be created with ``decode_responses=False``. ``ttl_s`` is the default for
@@ -105,25 +108,22 @@ class RedisCheckpointSaver(ThreadOps, BaseCheckpointSaver[str]):
         return self.serde.loads_typed((type_, data))
 
     # -- reads -----------------------------------------------------------------------
+    def _page_call(
+        self, thread_id: str, ns: str, below: str | None, count: int, ids: Sequence[str] = ()
+    ) -> tuple[list[str], list[Any]]:
+        """The read script's keys and arguments: up to ``count`` checkpoints of the
+        namespace newest first, strictly below ``below`` (or the checkpoints ``ids``),
+        each with its writes, and the channel values they need."""
+        pre = _ns_prefix(ns)
+        keys = [self.keys.checkpoint_ids(thread_id), self.keys.checkpoint_data(thread_id)]
+        return keys, [pre, "ids", *ids] if ids else [pre, "page", below or "", count]
+
     async def _page(
         self, thread_id: str, ns: str, below: str | None, count: int, ids: Sequence[str] = ()
-    ) -> tuple[int, str, list[tuple[str, bytes, list[bytes]]], dict[bytes, bytes | None]]:
-        """One script call: up to ``count`` checkpoints of the namespace newest first,
-        strictly below ``below`` (or the checkpoints ``ids``), each with its writes, and
-        the channel values they need. Returns how many ids it listed, the last one, the
-        checkpoints found (id, row, writes) and the values by field."""
-        k, pre = self.keys, _ns_prefix(ns)
-        keys = [k.checkpoint_ids(thread_id), k.checkpoint_data(thread_id)]
-        args: list[Any] = [pre, "ids", *ids] if ids else [pre, "page", below or "", count]
-        reply = await self._read(keys=keys, args=args)
-        listed, last, cids, rows, indexes, fields, values = reply
-        found = dict(zip(fields, values, strict=True))
-        tuples = []
-        for cid, row, index in zip(cids, rows, indexes, strict=True):
-            prefix = b"w" + pre.encode() + cid + b"\0"
-            writes = [found[prefix + w] for w in index.split(b"\t") if w]
-            tuples.append((cid.decode(), row, [w for w in writes if w is not None]))
-        return int(listed), last.decode() if isinstance(last, bytes) else "", tuples, found
+    ) -> Page:
+        """One script call (``_page_call``); its reply as ``_page_reply`` reads it."""
+        keys, args = self._page_call(thread_id, ns, below, count, ids)
+        return _page_reply(ns, await self._read(keys=keys, args=args))
 
     def _tuple(
         self,

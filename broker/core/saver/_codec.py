@@ -95,3 +95,20 @@ def _async_only(method: str) -> NoReturn:
         f"RedisCheckpointSaver is async only: use `await checkpointer.{method}(...)`, "
         "and run graphs with `await graph.ainvoke(...)` / `graph.astream(...)`."
     )
+
+
+Page = tuple[int, str, list[tuple[str, bytes, list[bytes]]], dict[bytes, bytes | None]]
+
+
+def _page_reply(ns: str, reply: list[Any]) -> Page:
+    """The read script's reply: how many ids it listed, the last one, the checkpoints
+    found (id, row, writes) and the channel values by field."""
+    listed, last, cids, rows, indexes, fields, values = reply
+    pre = _ns_prefix(ns)
+    found = dict(zip(fields, values, strict=True))
+    tuples = []
+    for cid, row, index in zip(cids, rows, indexes, strict=True):
+        prefix = b"w" + pre.encode() + cid + b"\0"
+        writes = [found[prefix + w] for w in index.split(b"\t") if w]
+        tuples.append((cid.decode(), row, [w for w in writes if w is not None]))
+    return int(listed), last.decode() if isinstance(last, bytes) else "", tuples, found
