@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+import fakeredis
 import httpx
 import pytest
 import redis.asyncio as aioredis
@@ -17,6 +18,7 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 
 from broker.core.keys import Keys
 from broker.core.settings import Settings
+from broker.core.store import Store
 from tests.harness import Broker, delete_prefix
 
 
@@ -85,3 +87,17 @@ def broker(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 def api(broker: Broker) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=broker.url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture(params=["redis", "fakeredis"])
+async def store(
+    request: pytest.FixtureRequest, redis_url: str, settings: Settings
+) -> AsyncIterator[Store]:
+    """The store on the suite's Redis and on fakeredis (``fakeredis[lua]``): tests of
+    the state machine and its reads run on both."""
+    if request.param == "redis":
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    else:
+        client = fakeredis.FakeAsyncRedis(decode_responses=True)
+    yield Store(client, settings)
+    await client.aclose()

@@ -8,8 +8,16 @@ import subprocess
 from pathlib import Path
 
 import redis
+import redis.asyncio as aioredis
 
 from tests.harness import free_port, wait_until
+
+
+async def commands_run(r: aioredis.Redis) -> int:
+    """Commands the server has run, those inside scripts included (INFO commandstats),
+    INFO itself left out."""
+    stats = await r.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
 
 
 class RedisServer:

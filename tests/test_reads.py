@@ -8,15 +8,11 @@ commands scripts run too) on a server of the test's own, never timed.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import fakeredis
 import pytest
 import redis.asyncio as aioredis
 from hypothesis import given, settings
@@ -27,56 +23,27 @@ from broker.core.codec import iso, now_ms
 from broker.core.records import RunStatus
 from broker.core.settings import Settings as BrokerSettings
 from broker.core.store import Attempt, Store, reads
-from tests.harness import free_port
+from tests.servers import RedisServer, commands_run
 from tests.stored import raised, waiting
-
-
-@pytest.fixture(params=["redis", "fakeredis"])
-async def store(
-    request: pytest.FixtureRequest, redis_url: str, settings: BrokerSettings
-) -> AsyncIterator[Store]:
-    if request.param == "redis":
-        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    else:
-        client = fakeredis.FakeAsyncRedis(decode_responses=True)
-    yield Store(client, settings)
-    await client.aclose()
 
 
 @pytest.fixture
 async def own(tmp_path: Path) -> AsyncIterator[Store]:
     """A store on a Redis server of its own: its command statistics are this test's."""
-    port = free_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-    )
-    r = aioredis.Redis(port=port, decode_responses=True)
+    server = RedisServer(tmp_path).start()
+    r = aioredis.Redis.from_url(server.url, decode_responses=True)
     try:
-        for _ in range(200):
-            with contextlib.suppress(Exception):
-                if await r.ping():
-                    break
-            await asyncio.sleep(0.05)
         yield Store(r, BrokerSettings(key_prefix="reads"))
     finally:
         await r.aclose()
-        server.terminate()
-        server.wait(10)
-
-
-async def _commands(r: aioredis.Redis) -> int:
-    """Commands the server has run, including those inside scripts."""
-    stats = await r.info("commandstats")
-    return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
+        server.stop()
 
 
 async def _cost(r: aioredis.Redis, read: Any) -> tuple[int, Any]:
     """(commands ``read`` made the server run, what it returned)."""
-    before = await _commands(r)
+    before = await commands_run(r)
     got = await read
-    return await _commands(r) - before, got
+    return await commands_run(r) - before, got
 
 
 async def _with_history(store: Store, past: int) -> str:

@@ -18,7 +18,7 @@ from redis.asyncio.connection import Connection
 from broker.core.fence import CONFIG_KEY, Fence
 from broker.core.keys import Keys
 from broker.core.saver import LegacyLayout, RedisCheckpointSaver, primed
-from tests.servers import RedisServer
+from tests.servers import RedisServer, commands_run
 from worker.locks import Lease
 
 
@@ -50,18 +50,13 @@ async def client(server: RedisServer) -> AsyncIterator[aioredis.Redis]:
         await r.aclose()
 
 
-async def _commands(r: aioredis.Redis) -> int:
-    info = await r.info("commandstats")
-    return sum(int(v["calls"]) for name, v in info.items() if name != "cmdstat_info")
-
-
 async def _cost(r: aioredis.Redis, call: Callable[[], Awaitable[Any]]) -> tuple[int, int]:
     """Commands the server ran, and round trips the client made, for ``call``."""
-    before = await _commands(r)
+    before = await commands_run(r)
     sends = _Counting.sends
     await call()
     trips = _Counting.sends - sends
-    return await _commands(r) - before - 1, trips  # less the second INFO
+    return await commands_run(r) - before - 1, trips  # less the second INFO
 
 
 def _config(thread: str, cid: str | None = None, **extra: Any) -> Any:

@@ -8,12 +8,8 @@ API and the worker do, including the races between them. No worker or API proces
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import subprocess
-from collections.abc import AsyncIterator
 from typing import Any
 
-import fakeredis
 import pytest
 import redis.asyncio as aioredis
 
@@ -22,20 +18,8 @@ from broker.core.codec import now_ms
 from broker.core.records import InterruptStatus, RunStatus
 from broker.core.settings import Settings
 from broker.core.store import Attempt, Store
-from tests.harness import free_port
+from tests.servers import RedisServer, commands_run
 from tests.stored import raised, waiting
-
-
-@pytest.fixture(params=["redis", "fakeredis"])
-async def store(
-    request: pytest.FixtureRequest, redis_url: str, settings: Settings
-) -> AsyncIterator[Store]:
-    if request.param == "redis":
-        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    else:
-        client = fakeredis.FakeAsyncRedis(decode_responses=True)
-    yield Store(client, settings)
-    await client.aclose()
 
 
 async def _events(store: Store, run_id: str) -> list[str]:
@@ -294,39 +278,22 @@ async def _one_cycle(store: Store, run_id: str, n: int) -> None:
     await store.record_interrupts(begun.run, [nxt], [open_.id], job_id=f"job-{n}")
 
 
-async def _commands(r: aioredis.Redis) -> int:
-    """Commands the server has run, including those inside scripts."""
-    stats = await r.info("commandstats")
-    return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
-
-
 async def test_a_long_history_costs_nothing_per_answer(tmp_path: Any) -> None:
     """A run with 500 answered interrupts answers its 501st with the same commands."""
-    port = free_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-    )
-    r = aioredis.Redis(port=port, decode_responses=True)
+    server = RedisServer(tmp_path).start()
+    r = aioredis.Redis.from_url(server.url, decode_responses=True)
     try:
-        for _ in range(100):
-            with contextlib.suppress(Exception):
-                if await r.ping():
-                    break
-            await asyncio.sleep(0.05)
         store = Store(r, Settings(key_prefix="hist"))
         run, _ = await waiting(store, "a", {"type": "approval"})
         costs = []
         for n in range(502):
-            before = await _commands(r)
+            before = await commands_run(r)
             await _one_cycle(store, run.id, n)
-            costs.append(await _commands(r) - before)
+            costs.append(await commands_run(r) - before)
         assert costs[500] == costs[1], (costs[1], costs[500])
     finally:
         await r.aclose()
-        server.terminate()
-        server.wait(10)
+        server.stop()
 
 
 async def test_the_scripts_build_every_key_name_as_the_key_module_does(store: Store) -> None:
