@@ -1,4 +1,5 @@
-"""Shared pieces of the bench scripts: a Redis to use and percentile maths."""
+"""Shared pieces of the bench scripts: a Redis to use, how the drivers send, and
+percentile maths."""
 
 from __future__ import annotations
 
@@ -7,11 +8,17 @@ import os
 import statistics
 from collections.abc import Iterator
 
+from interrupt_broker_client import Retry
+
 from broker.core.settings import Settings
 
 # when the worker writes checkpoints by default (BROKER_CHECKPOINT_DURABILITY): every
 # in-process floor runs its graph the same way
 DURABILITY = Settings.model_fields["checkpoint_durability"].default
+
+ONCE = Retry(attempts=1)
+"""How the drivers' clients of the broker send: each request once, so a failed request
+fails the bench rather than hiding in its figures as a retry."""
 
 
 @contextlib.contextmanager

@@ -16,12 +16,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from interrupt_broker_client import AsyncClient, Event
 from langgraph.types import Command
 
-from bench._common import DURABILITY, pct
+from bench._common import DURABILITY, ONCE, pct
 from bench._meter import Usage
 
 INPUT = {"request": "ship it"}
+LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=100)
+TIMEOUT_S = 60.0
+
+
+def broker_client(base: str) -> AsyncClient:
+    """The project's client of the broker at ``base``, its httpx.AsyncClient tuned as the
+    drivers' shared one (timeout, connection limits)."""
+    return AsyncClient(base, timeout=TIMEOUT_S, limits=LIMITS, retry=ONCE)
+
+
 Cycle = Callable[[], Awaitable[float]]
 
 
@@ -103,36 +114,37 @@ async def sse(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
         yield event, json.loads("\n".join(data))
 
 
-async def _until(events: AsyncIterator[tuple[str, Any]], *wanted: str) -> Any:
-    async for event, data in events:
-        if event in wanted:
-            return data
-        if event in ("run.failed", "run.cancelled", "error"):
-            raise RuntimeError(f"{event}: {data}")
-    raise RuntimeError(f"the stream ended before {wanted}")
-
-
-def broker_cycle(client: httpx.AsyncClient, base: str) -> Cycle:
-    """POST /runs → SSE until run.interrupted → resolve → the same SSE until run.succeeded."""
+def broker_cycle(broker: AsyncClient) -> Cycle:
+    """Through the project's client: ``start_run`` → the run's events until
+    run.interrupted → ``resolve`` → the same events until run.succeeded."""
 
     async def one() -> float:
-        body = {"agent_id": "approval", "input": INPUT}
-        run = (await client.post(f"{base}/runs", json=body)).raise_for_status().json()
-        url = f"{base}/runs/{run['run_id']}/events"
-        async with client.stream("GET", url) as stream:
-            events = sse(stream)
-            waiting = await _until(events, "run.interrupted")
-            iid = waiting["data"]["interrupt_ids"][0]
-            t0 = time.perf_counter()
-            resolved = await client.post(f"{base}/interrupts/{iid}/resolve", json={"value": True})
-            resolved.raise_for_status()
-            await _until(events, "run.succeeded")
-            return time.perf_counter() - t0
+        run = await broker.start_run("approval", INPUT)
+        events = broker.run_events(run["run_id"])
+        waiting = await next_event(events, "run.interrupted")
+        iid = waiting["data"]["interrupt_ids"][0]
+        t0 = time.perf_counter()
+        await broker.resolve(iid, True)
+        await next_event(events, "run.succeeded")
+        leg = time.perf_counter() - t0
+        async for _ in events:  # nothing follows the end: the stream closes
+            pass
+        return leg
 
     return one
 
 
-async def next_interrupt(events: AsyncIterator[tuple[str, Any]]) -> str:
+async def next_event(events: AsyncIterator[Event], *wanted: str) -> Event:
+    """The next of the client's events of a type in ``wanted``."""
+    async for event in events:
+        if event["type"] in wanted:
+            return event
+        if event["type"] in ("run.failed", "run.cancelled"):
+            raise RuntimeError(f"{event['type']}: {event}")
+    raise RuntimeError(f"the stream ended before {wanted}")
+
+
+async def next_interrupt(events: AsyncIterator[Event]) -> str:
     """The id of the run's next interrupt, from its next ``run.interrupted`` event."""
-    waiting = await _until(events, "run.interrupted")
+    waiting = await next_event(events, "run.interrupted")
     return str(waiting["data"]["interrupt_ids"][0])

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from langgraph.checkpoint.memory import InMemorySaver
 
 from bench import _lgdev
-from bench._cycles import Cycle, Row, broker_cycle, drive, floor_cycle, warm
+from bench._cycles import Cycle, Row, broker_client, broker_cycle, drive, floor_cycle, warm
 from bench._meter import Usage, reading_cost, usage
 from bench._procs import Profiles, cpu_all
 from bench.approval import graph
@@ -119,7 +119,6 @@ async def _idle(meter: aioredis.Redis, pids: dict[str, int], idle_s: float) -> C
 
 async def broker_rows(
     b: Broker,
-    client: httpx.AsyncClient,
     plan: Plan,
     clients: list[int],
     *,
@@ -127,9 +126,22 @@ async def broker_rows(
     costs_at: int | None = None,
     profile: Path | None = None,
 ) -> tuple[list[Row], Costs | None]:
-    """Whole cycles over HTTP + SSE; at ``costs_at`` clients also CPU per process and
-    Redis commands and CPU per cycle, and py-spy profiles in an extra window."""
-    one = broker_cycle(client, b.url)
+    """Whole cycles over HTTP + SSE, through the project's client; at ``costs_at``
+    clients also CPU per process and Redis commands and CPU per cycle, and py-spy
+    profiles in an extra window."""
+    async with broker_client(b.url) as broker:
+        return await _broker_rows(b, broker_cycle(broker), plan, clients, name, costs_at, profile)
+
+
+async def _broker_rows(
+    b: Broker,
+    one: Cycle,
+    plan: Plan,
+    clients: list[int],
+    name: str,
+    costs_at: int | None,
+    profile: Path | None,
+) -> tuple[list[Row], Costs | None]:
     url = b.env["REDIS_URL"]
     meter = aioredis.Redis.from_url(url)
     assert b.api is not None

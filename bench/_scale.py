@@ -11,15 +11,16 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import httpx
 import redis.asyncio as aioredis
+from interrupt_broker_client import AsyncClient, Event
 
-from bench._cycles import next_interrupt, sse
+from bench._cycles import broker_client, next_interrupt
 from bench._meter import own_redis, usage, used_memory
 from bench.inbox import fill
 from broker.core.settings import Settings
@@ -125,44 +126,43 @@ WINDOW = 25  # answers per window compared
 
 
 class _Loop:
-    """One run of ``loop`` followed on its SSE: each answer is timed to its next interrupt."""
+    """One run of ``loop`` followed on its events (through the project's client): each
+    answer is timed to its next interrupt."""
 
-    def __init__(self, client: httpx.AsyncClient, base: str, run_id: str) -> None:
-        self.client, self.base = client, base
+    def __init__(
+        self, broker: AsyncClient, base: str, run_id: str, events: AsyncGenerator[Event, None]
+    ) -> None:
+        self.broker, self.run_id, self.events = broker, run_id, events
         self.url = f"{base}/runs/{run_id}"
         self.iid = ""
-        self.events: AsyncIterator[tuple[str, Any]] | None = None
         self.times: list[float] = []
         self.commands: list[float] = []
 
     @classmethod
     async def start(
-        cls, client: httpx.AsyncClient, base: str, steps: int, stack: contextlib.AsyncExitStack
+        cls, broker: AsyncClient, base: str, steps: int, stack: contextlib.AsyncExitStack
     ) -> _Loop:
-        body = {"agent_id": "loop", "input": {"steps": steps}}
-        run = (await client.post(f"{base}/runs", json=body)).raise_for_status().json()
-        loop = cls(client, base, run["run_id"])
-        stream = await stack.enter_async_context(client.stream("GET", f"{loop.url}/events"))
-        loop.events = sse(stream)
+        run = await broker.start_run("loop", {"steps": steps})
+        events = cast(AsyncGenerator[Event, None], broker.run_events(run["run_id"]))
+        stack.push_async_callback(events.aclose)
+        loop = cls(broker, base, run["run_id"], events)
         loop.iid = await next_interrupt(loop.events)
         return loop
 
     async def answer(self, value: int) -> float:
         """Answers the pending interrupt; seconds until the next one is seen."""
-        assert self.events is not None
         t0 = time.perf_counter()
-        url = f"{self.base}/interrupts/{self.iid}/resolve"
-        (await self.client.post(url, json={"value": value})).raise_for_status()
+        await self.broker.resolve(self.iid, value)
         self.iid = await next_interrupt(self.events)
         return time.perf_counter() - t0
 
     async def check(self) -> None:
         """The run waits on the one interrupt this follower saw last."""
-        view = (await self.client.get(self.url)).raise_for_status().json()
+        view = await self.broker.get_run(self.run_id)
         assert view["pending_interrupts"] == [self.iid], view
 
     async def cancel(self) -> None:
-        (await self.client.post(f"{self.url}/cancel")).raise_for_status()
+        await self.broker.cancel_run(self.run_id)
 
 
 @dataclass
@@ -192,9 +192,10 @@ async def no_growth(
     meter = aioredis.Redis.from_url(b.env["REDIS_URL"])
     try:
         async with contextlib.AsyncExitStack() as stack:
-            old = await _Loop.start(client, b.url, answers + 1, stack)
-            young = await _Loop.start(client, b.url, WINDOW + 1, stack)
-            once = await _Loop.start(client, b.url, 2, stack)
+            broker = await stack.enter_async_context(broker_client(b.url))
+            old = await _Loop.start(broker, b.url, answers + 1, stack)
+            young = await _Loop.start(broker, b.url, WINDOW + 1, stack)
+            once = await _Loop.start(broker, b.url, 2, stack)
             await once.answer(0)
             prev = await usage(meter)
             for k in range(1, answers + 1):

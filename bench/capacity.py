@@ -3,7 +3,9 @@ interrupt and a finished run hold in memory, and the ceilings that follow.
 
 A cycle is POST /runs of the ``naming`` agent with ``agent_name`` set (so it asks only
 for approval) → its interrupt → POST /interrupts/{id}/resolve → the run succeeded. ``-c``
-drivers run cycles at once over HTTP against the real API and worker processes, on a
+drivers run cycles at once over HTTP, through the project's client (which keys every
+start and answer with an ``Idempotency-Key``, so their kept responses are counted),
+against the real API and worker processes, on a
 redis-server of this script's own; each waits for its run's events by one follower of
 the global event stream. Per cycle, from INFO: commands (INFO commandstats, so commands
 inside scripts count too), bytes in and out (total_net_input_bytes,
@@ -40,11 +42,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import redis.asyncio as aioredis
+from interrupt_broker_client import AsyncClient
 from langgraph.types import Command
 
-from bench._common import DURABILITY
+from bench._common import DURABILITY, ONCE
 from bench._meter import Follower, Usage, own_redis, reading_cost, usage, used_memory
 from broker.core.keys import Keys
 from broker.core.saver import RedisCheckpointSaver
@@ -102,11 +104,11 @@ async def floor(url: str, cycles: int, conc: int, repeat: int) -> Measured:
     return Measured("in-process floor", *_best(runs))
 
 
-async def _cycle(api: httpx.AsyncClient, follower: Follower) -> str:
-    run = (await api.post("/runs", json={"agent_id": "naming", "input": INPUT})).json()
+async def _cycle(api: AsyncClient, follower: Follower) -> str:
+    run = await api.start_run("naming", INPUT)
     waiting = await follower.wait(run["run_id"], "run.interrupted")
     iid = waiting["data"]["interrupt_ids"][0]
-    (await api.post(f"/interrupts/{iid}/resolve", json={"value": True})).raise_for_status()
+    await api.resolve(iid, True)
     await follower.wait(run["run_id"], "run.succeeded")
     return str(run["run_id"])
 
@@ -146,7 +148,7 @@ async def broker(
     follower = Follower(url, keys.events)
     try:
         await follower.start()
-        async with httpx.AsyncClient(base_url=b.url, timeout=60) as api:
+        async with AsyncClient(b.url, timeout=60, retry=ONCE) as api:
             await _cycle(api, follower)  # warm-up: connections, scripts, the stream
             await asyncio.sleep(SETTLE_S)
             overhead = await reading_cost(meter)
@@ -192,6 +194,7 @@ def _family(key: str, prefix: str) -> str:
         "audit": "audit logs",
         "interrupts": "indexes",
         "runs": "indexes",
+        "idem": "idempotency keys",
         "deadlines": "indexes",
     }.get(head, "other")
 
@@ -216,22 +219,20 @@ async def memory(held: int, conc: int) -> tuple[float, float, dict[str, float]]:
         sem = asyncio.Semaphore(conc)
         try:
             await follower.start()
-            async with httpx.AsyncClient(base_url=b.url, timeout=60) as api:
+            async with AsyncClient(b.url, timeout=60, retry=ONCE) as api:
                 await _cycle(api, follower)
                 await asyncio.sleep(1)
                 m0, f0 = await used_memory(r), await _families(r, prefix)
 
                 async def ask() -> tuple[str, str]:
                     async with sem:
-                        body = {"agent_id": "naming", "input": INPUT}
-                        run = (await api.post("/runs", json=body)).json()
+                        run = await api.start_run("naming", INPUT)
                         ev = await follower.wait(run["run_id"], "run.interrupted")
                         return str(run["run_id"]), str(ev["data"]["interrupt_ids"][0])
 
                 async def answer(run_id: str, iid: str) -> None:
                     async with sem:
-                        resp = await api.post(f"/interrupts/{iid}/resolve", json={"value": True})
-                        resp.raise_for_status()
+                        await api.resolve(iid, True)
                         await follower.wait(run_id, "run.succeeded")
 
                 waiting = await asyncio.gather(*(ask() for _ in range(held)))

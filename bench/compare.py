@@ -17,7 +17,8 @@ G. one ``loop`` run answered hundreds of times: answer time and commands, first 
    last; GET /runs/{id} with 1 and with 1000 past interrupts.
 
 The resume leg is from sending the answer to seeing the run end. One httpx.AsyncClient is
-shared by all drivers of a row (B, C, E, F, G alike).
+shared by all drivers of a row (B, C, E, F, G alike); B and G drive the broker through the
+project's Python client (AsyncClient) on one tuned as the others are.
 
     uv run python -m bench.compare [--quick] [--skip A C …] [--profile DIR]
 """
@@ -37,7 +38,7 @@ import redis.asyncio as aioredis
 
 from bench import _hot, _scale
 from bench._common import pct
-from bench._cycles import Row
+from bench._cycles import LIMITS, TIMEOUT_S, Row
 from bench._meter import own_redis
 from bench._procs import print_profile
 from bench._report import print_costs, print_rows, print_summary, targets, window
@@ -76,8 +77,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     plan.pending = args.pending or plan.pending
     skip = set(args.skip)
     got: dict[str, Any] = {"plan": plan}
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=TIMEOUT_S, limits=LIMITS) as client:
         with own_redis() as url:
             r = aioredis.Redis.from_url(url)
             got["redis"] = (await r.info("server"))["redis_version"]
@@ -92,7 +92,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     if "B" not in skip:
                         rows, costs = await _hot.broker_rows(
                             b,
-                            client,
                             plan,
                             list(plan.broker),
                             name="broker, 1 worker",
@@ -115,9 +114,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 b = _hot.start_broker(url, 2, max(plan.broker))
                 top = max(plan.broker)
                 try:
-                    rows, _ = await _hot.broker_rows(
-                        b, client, plan, [top], name="broker, 2 workers"
-                    )
+                    rows, _ = await _hot.broker_rows(b, plan, [top], name="broker, 2 workers")
                     got["broker2"] = rows
                 finally:
                     b.stop()

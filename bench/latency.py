@@ -18,11 +18,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import redis.asyncio as aioredis
+from interrupt_broker_client import AsyncClient
 from langgraph.types import Command
 
-from bench._common import DURABILITY, HEADER, redis_url, row
+from bench._common import DURABILITY, HEADER, ONCE, redis_url, row
 from bench.graphs import loop
 from broker.core.codec import loads
 from broker.core.keys import Keys
@@ -78,17 +78,14 @@ async def broker_cycles(url: str, cycles: int, poll_delay: str, wake: bool) -> l
         b.start_worker()
         b.start_api()
         b.wait_ready()
-        async with httpx.AsyncClient(base_url=b.url, timeout=30) as api:
-            run = (
-                await api.post("/runs", json={"agent_id": "loop", "input": {"steps": cycles + 1}})
-            ).json()
+        async with AsyncClient(b.url, timeout=30, retry=ONCE) as api:
+            run = await api.start_run("loop", {"steps": cycles + 1})
             stream, run_id = Keys(prefix).events, run["run_id"]
             last = await _next_event(r, stream, run_id, "0", {"run.interrupted"})
             for n in range(cycles):
-                iid = (await api.get(f"/runs/{run['run_id']}")).json()["pending_interrupts"][0]
+                iid = (await api.get_run(run_id))["pending_interrupts"][0]
                 t0 = time.perf_counter()
-                resp = await api.post(f"/interrupts/{iid}/resolve", json={"value": n})
-                resp.raise_for_status()
+                await api.resolve(iid, n)
                 last = await _next_event(
                     r, stream, run_id, last, {"run.interrupted", "run.succeeded"}
                 )

@@ -1,7 +1,8 @@
 """Redis memory per pending interrupt and per finished run, and what retention leaves.
 
 Starts a private redis-server (``--save "" --appendonly no``, free loopback port), the API
-and one worker (real processes, the offline model), and drives ``naming`` runs over HTTP:
+and one worker (real processes, the offline model), and drives ``naming`` runs over HTTP
+through the project's client (tests/flow.py), which keys every start and answer:
 N runs stopped at their first question (pending), then answered to the end (finished),
 then left until their retention passed (tombstones only), then until the tombstones
 expired. At each stage it prints, per run: the keys that name the run, its thread or its
@@ -35,6 +36,7 @@ from tests.harness import Broker, free_port, wait_until
 
 KINDS = (
     (":gone:", "tombstones"),
+    (":idem:", "answers' idempotency keys"),
     (":cp:", "checkpoints"),
     (":events:runlog:", "run event log"),
     (":audit:", "audit logs"),
@@ -87,11 +89,14 @@ def used(r: redis.Redis) -> int:
 
 def shared(r: redis.Redis, prefix: str) -> dict[str, int]:
     """MEMORY USAGE of what no one run owns but runs make grow: the global event stream
-    (capped) and arq's job keys (results are kept an hour)."""
+    (capped), arq's job keys (results are kept an hour) and the kept responses of keyed
+    starts (``BROKER_IDEMPOTENCY_TTL_S``; their keys name no run)."""
     arq = [k for k in r.scan_iter(match=f"{prefix}:arq:*", count=1000)]
+    starts = [k for k in r.scan_iter(match=f"{prefix}:idem:runs:*", count=1000)]
     return {
         "global event stream": int(r.memory_usage(f"{prefix}:events", samples=0) or 0),
         "arq job keys": sum(int(r.memory_usage(k, samples=0) or 0) for k in arq),
+        "keyed starts": sum(int(r.memory_usage(k, samples=0) or 0) for k in starts),
     }
 
 

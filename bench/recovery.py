@@ -23,7 +23,7 @@ import redis
 
 from bench._common import redis_url
 from broker.core.keys import Keys
-from tests.flow import start, wait_status
+from tests.flow import run_state, start, wait_status
 from tests.harness import Broker, delete_prefix, wait_until
 from worker.liveness import DEAD_AFTER_BEATS
 from worker.locks import holder_of
@@ -47,7 +47,7 @@ def one_try(b: Broker, api: httpx.Client, client: redis.Redis, node_s: float) ->
     b.workers.remove(victim)
 
     def done() -> bool:
-        return str(api.get(f"/runs/{run['run_id']}").json()["status"]) in ("succeeded", "failed")
+        return run_state(api, run["run_id"])["status"] in ("succeeded", "failed")
 
     wait_until(done, "the run to finish", deadline_s=600)
     took = time.monotonic() - killed

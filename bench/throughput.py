@@ -17,11 +17,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import redis.asyncio as aioredis
+from interrupt_broker_client import AsyncClient
 from langgraph.types import Command
 
-from bench._common import redis_url
+from bench._common import ONCE, redis_url
 from bench.graphs import loop
 from bench.latency import _next_event
 from broker.core.keys import Keys
@@ -64,18 +64,15 @@ async def broker(url: str, runs: int, cycles: int, workers: int) -> float:
             b.start_worker()
         b.start_api()
         b.wait_ready()
-        async with httpx.AsyncClient(base_url=b.url, timeout=60) as api:
+        async with AsyncClient(b.url, timeout=60, retry=ONCE) as api:
 
             async def drive() -> None:
-                body = {"agent_id": "loop", "input": {"steps": cycles + 1}}
-                run = (await api.post("/runs", json=body)).json()
+                run = await api.start_run("loop", {"steps": cycles + 1})
                 stream, run_id = Keys(prefix).events, run["run_id"]
                 last = await _next_event(r, stream, run_id, "0", {"run.interrupted"})
                 for n in range(cycles):
-                    got = (await api.get(f"/runs/{run['run_id']}")).json()
-                    iid = got["pending_interrupts"][0]
-                    resp = await api.post(f"/interrupts/{iid}/resolve", json={"value": n})
-                    resp.raise_for_status()
+                    iid = (await api.get_run(run_id))["pending_interrupts"][0]
+                    await api.resolve(iid, n)
                     last = await _next_event(
                         r, stream, run_id, last, {"run.interrupted", "run.succeeded"}
                     )

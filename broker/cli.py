@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from broker import dev
-from broker.core import config
+from broker.core import config, logs
 from broker.core.settings import Settings, get_settings
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -107,7 +107,7 @@ def uvicorn_options(
         # reconnect hint (broker/api/drain.py), so none holds a stopping API open
         "timeout_graceful_shutdown": settings.drain_grace_s,
         # A dict, not a call made here, so every uvicorn worker process applies it too.
-        "log_config": _log_config(log_level, uvicorn.config.LOGGING_CONFIG),
+        "log_config": _log_config(log_level, uvicorn.config.LOGGING_CONFIG, settings.log_format),
         "log_level": log_level,
     }
 
@@ -116,9 +116,15 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
     import logging.config
 
+    from worker import metrics
     from worker.main import run_worker
 
-    logging.config.dictConfig(_log_config(args.log_level))
+    logging.config.dictConfig(_log_config(args.log_level, fmt=settings.log_format))
+    try:
+        metrics.serve(settings)  # a taken port stops the start, as bad configuration does
+    except RuntimeError as exc:
+        print(f"broker worker: {exc}", file=sys.stderr)
+        return 2
     dev.stop_with_parent()
     try:
         try:
@@ -137,24 +143,35 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _log_config(level: str, base: dict[str, Any] | None = None) -> dict[str, Any]:
+def _log_config(
+    level: str, base: dict[str, Any] | None = None, fmt: str = "text"
+) -> dict[str, Any]:
     # The project's loggers and arq's, which print nothing unless configured, as arq's
     # own command line configures them.
     config: dict[str, Any] = (
         copy.deepcopy(base) if base else {"version": 1, "disable_existing_loggers": False}
     )
-    config.setdefault("formatters", {})["broker"] = {
-        "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    }
+    formatters = config.setdefault("formatters", {})
+    formatters["broker"] = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    if fmt == "json":
+        # every line one JSON object, uvicorn's (default, access) included, with the ids
+        # of what it is about (broker/core/logs.py)
+        for name in ("broker", *formatters):
+            formatters[name] = logs.json_formatter()
     config.setdefault("handlers", {})["broker"] = {
         "class": "logging.StreamHandler",
         "formatter": "broker",
         "stream": "ext://sys.stderr",
     }
     # credentials that ride in URLs (?api_key=, action link tokens) stay out of the logs
-    config.setdefault("filters", {})["redact"] = {"()": "broker.api.gate.RedactCredentials"}
+    filters = config.setdefault("filters", {})
+    filters["redact"] = {"()": "broker.api.gate.RedactCredentials"}
+    if fmt == "json":
+        filters["context"] = {"()": "broker.core.logs.ContextFilter"}
+        # what libraries log through the root logger is a JSON line too
+        config["root"] = {"handlers": ["broker"], "level": "WARNING"}
     for handler in config["handlers"].values():
-        handler["filters"] = [*handler.get("filters", []), "redact"]
+        handler["filters"] = [*handler.get("filters", []), *filters]
     loggers = config.setdefault("loggers", {})
     for name in ("broker", "worker", "agent", "arq"):
         loggers[name] = {"handlers": ["broker"], "level": level.upper(), "propagate": False}

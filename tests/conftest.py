@@ -20,6 +20,7 @@ from broker.core.keys import Keys
 from broker.core.settings import Settings
 from broker.core.store import Store
 from tests.harness import Broker, delete_prefix
+from tests.oidc import OidcProvider, oidc_provider
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +82,14 @@ def broker(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     p = f"ibt{uuid.uuid4().hex[:10]}"
     with Broker(redis_url, p, tmp_path_factory.mktemp("broker")).serving() as b:
         yield b
+
+
+@pytest.fixture(scope="module")
+def oidc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    """A real OpenID provider (tests/oidc.py) with the default accounts ada, bob and eve,
+    for this test module."""
+    with oidc_provider(tmp_path_factory.mktemp("oidc")) as provider:
+        yield provider
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Graphs only the dashboard tests register: a review whose actions allow different
-decisions, and an answer schema with a keyword the page leaves to the broker."""
+decisions, an answer schema with a keyword the page leaves to the broker, and an approval
+for the people its input names."""
 
 from __future__ import annotations
 
@@ -48,3 +49,24 @@ TAGS_SCHEMA = {
     "required": ["tags"],
 }
 tagged = _asks({"type": "tags", "content": "Which tags?"}, response_schema=TAGS_SCHEMA)
+
+
+class AssignedState(TypedDict, total=False):
+    assignees: list[str]
+    content: str
+    answer: Any
+
+
+def _ask_assignees(state: AssignedState) -> dict[str, Any]:
+    value: dict[str, Any] = {"type": "approval", "content": state.get("content", "please approve")}
+    if state.get("assignees"):
+        value["assignees"] = state["assignees"]
+    return {"answer": interrupt(value)}
+
+
+_g = StateGraph(AssignedState)
+_g.add_node("ask", _ask_assignees)
+_g.add_edge(START, "ask")
+_g.add_edge("ask", END)
+# an approval asked of the people in the run's input ("assignees": ["user:…", "group:…"])
+asked_of = _g.compile()

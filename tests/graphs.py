@@ -25,11 +25,12 @@ def _counter_key(prefix: str, what: str, thread_id: str) -> str:
     return f"{prefix}:test:{what}:{thread_id}"
 
 
-def _bump(thread_id: str, what: str) -> None:
+def _bump(thread_id: str, what: str) -> int:
+    """Counts one more ``what``; returns the count."""
     prefix = os.environ["BROKER_KEY_PREFIX"]
     client = _counts()
     try:
-        client.incr(_counter_key(prefix, what, thread_id))
+        return int(client.incr(_counter_key(prefix, what, thread_id)))
     finally:
         client.close()
 
@@ -151,6 +152,40 @@ def _build_fanout() -> Any:
 fanout = _build_fanout()
 
 
+def recipient_key(prefix: str, thread_id: str) -> str:
+    """Where a test sets the recipient the ``shifting`` graph asks about."""
+    return _counter_key(prefix, "recipient", thread_id)
+
+
+def _shifting(state: FanState, config: RunnableConfig) -> dict[str, Any]:
+    """Asks to send mail to the recipient a test set, read each time the node runs (as
+    a tool call a model rewrote between executions would be)."""
+    thread_id = config["configurable"]["thread_id"]
+    client = _counts()
+    try:
+        got = client.get(recipient_key(os.environ["BROKER_KEY_PREFIX"], thread_id))
+    finally:
+        client.close()
+    to = got.decode() if got else "person1@example.com"
+    answer = interrupt({"type": "approval", "content": f"send the report to {to}?", "to": to})
+    return {"answers": {"shifting": {"answer": answer, "to": to}}}
+
+
+def _build_shifting() -> Any:
+    """Two branches pause in one step; answering ``a`` runs the step again, and the
+    ``shifting`` branch then asks something else than it asked before."""
+    g = StateGraph(FanState)
+    g.add_node("a", _branch("a"))
+    g.add_node("shifting", _shifting)
+    g.add_edge(START, "a")
+    g.add_edge(START, "shifting")
+    g.add_edge(["a", "shifting"], END)
+    return g.compile()
+
+
+shifting = _build_shifting()
+
+
 # Answer contracts and deadlines, declared by the interrupt itself.
 PROFILE_SCHEMA = {
     "type": "object",
@@ -178,6 +213,44 @@ def _asks(value: dict[str, Any], **kwargs: Any) -> Any:
 typed = _asks({"type": "profile", "content": "who are you?"}, response_schema=PROFILE_SCHEMA)
 # a responseSchema key in the value
 declared = _asks({"type": "profile", "content": "who are you?", "responseSchema": PROFILE_SCHEMA})
+# who may answer, declared by the interrupt itself (docs/design.md, "Assignment")
+assigned = _asks(
+    {
+        "type": "approval",
+        "content": "finance signs this",
+        "assignees": ["group:finance", "user:Lead@Example.com"],
+        "watchers": ["user:auditor"],
+    }
+)
+# a declaration naming nobody valid (the kind is missing): assigned to nobody, not anyone
+misassigned = _asks({"type": "approval", "content": "who signs?", "assignees": ["finance"]})
+# decided by votes (docs/design.md, "Quorum and chains"): two of finance, with the
+# first rejection deciding or with two rejections needed; legal then the CFO; and a
+# rule on a question votes cannot decide (an ask), which fails closed
+quorum = _asks(
+    {
+        "type": "approval",
+        "content": "two of finance sign this",
+        "approval": {"quorum": 2, "of": "group:finance"},
+    }
+)
+quorum_rejects = _asks(
+    {
+        "type": "approval",
+        "content": "two of finance decide either way",
+        "approval": {"quorum": 2, "of": "group:finance", "reject": "quorum"},
+    }
+)
+chained = _asks(
+    {
+        "type": "approval",
+        "content": "legal, then the CFO",
+        "approval": {"chain": ["group:legal", "user:CFO@example.com"]},
+    }
+)
+misruled = _asks(
+    {"type": "ask", "content": "what now?", "approval": {"quorum": 2, "of": "group:finance"}}
+)
 # a deadline with a default answer, and one without (the run fails at the deadline)
 expiring = _asks(
     {
@@ -190,6 +263,20 @@ expiring = _asks(
 expiring_fail = _asks({"type": "approval", "content": "answer or fail", "expires_in": 1})
 # a deadline far enough away that a page shows the question first; a test moves it
 expiring_later = _asks({"type": "approval", "content": "answer or fail", "expires_in": 3600})
+# an escalation ladder (docs/design.md, "Escalation ladders"): a reminder, then the
+# managers, then the default answer
+escalating = _asks(
+    {
+        "type": "approval",
+        "content": "answer, or it goes up the ladder",
+        "assignees": ["user:first@example.com"],
+        "escalation": [
+            {"after_s": 0.4, "remind": True},
+            {"after_s": 0.8, "assign": ["group:managers"]},
+            {"after_s": 1.2, "default": EXPIRY_DEFAULT},
+        ],
+    }
+)
 
 
 # A slow node: it counts when it begins and when it has run to completion, so a test can

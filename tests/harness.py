@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import random
 import signal
@@ -26,9 +28,17 @@ TEST_AGENTS = (
     "copilot=examples.copilotkit_agent:graph,"
     "typed=tests.graphs:typed,declared=tests.graphs:declared,"
     "expiring=tests.graphs:expiring,expiring_fail=tests.graphs:expiring_fail,"
-    "expiring_later=tests.graphs:expiring_later,slow=tests.graphs:slow"
+    "expiring_later=tests.graphs:expiring_later,slow=tests.graphs:slow,"
+    "assigned=tests.graphs:assigned,misassigned=tests.graphs:misassigned,"
+    "shifting=tests.graphs:shifting,quorum=tests.graphs:quorum,"
+    "quorum_rejects=tests.graphs:quorum_rejects,chained=tests.graphs:chained,"
+    "misruled=tests.graphs:misruled,escalating=tests.graphs:escalating"
 )
 DEADLINE_S = 60.0
+RECEIPT_SEED = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+"""The test session's receipt key: every broker signs decision receipts, as a deployment
+with receipt keys does (tool_approval's send_email refuses to run without one)."""
+RECEIPT_KEYS = json.dumps([{"kid": "test", "private_key": RECEIPT_SEED}])
 
 
 def free_port() -> int:
@@ -60,6 +70,7 @@ def broker_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
         BROKER_POLL_DELAY_S="0.5",
         # open unless a test turns auth on with BROKER_AUTH="on" and BROKER_API_KEYS
         BROKER_AUTH="off",
+        BROKER_RECEIPT_KEYS=RECEIPT_KEYS,
         PYTHONPATH=str(ROOT),
     )
     env.update(extra)
@@ -116,9 +127,11 @@ class Broker:
         )
         wait_until(lambda: _get(self.url + "/healthz") == 200, "API to answer", self.api)
 
-    def start_worker(self, **env: str) -> Proc:
+    def start_worker(self, *args: str, **env: str) -> Proc:
+        """A worker process; ``args`` follow ``broker worker`` (``--log-level debug``)."""
         n = len(self.workers)
-        w = Proc(["worker"], {**self.env, **env}, self.logdir / f"worker-{self.port}-{n}.log")
+        log = self.logdir / f"worker-{self.port}-{n}.log"
+        w = Proc(["worker", *args], {**self.env, **env}, log)
         self.workers.append(w)
         return w
 

@@ -21,8 +21,8 @@ from tests.principals import KeySpec, headers, new_key, presented, query
 A, B = "naming", "parallel"
 KEY = "any valid key"
 KEYS: dict[str, KeySpec] = {
-    "a": (new_key("a"), [auth.READ, auth.RESOLVE, auth.RUNS_WRITE], [A]),
-    "b": (new_key("b"), [auth.READ, auth.RESOLVE, auth.RUNS_WRITE], [B]),
+    "a": (new_key("a"), [auth.READ, auth.RESOLVE, auth.RUNS_WRITE, auth.ASSIGN], [A]),
+    "b": (new_key("b"), [auth.READ, auth.RESOLVE, auth.RUNS_WRITE, auth.ASSIGN], [B]),
     "full": (new_key("full"), [auth.ADMIN], None),
     "read": (new_key("read"), [auth.READ], None),
     "resolve": (new_key("resolve"), [auth.RESOLVE], None),
@@ -35,6 +35,7 @@ UNSCOPED = {
     auth.READ: "resolve",
     auth.RESOLVE: "read",
     auth.RUNS_WRITE: "read",
+    auth.ASSIGN: "nonadmin",
     auth.ADMIN: "nonadmin",
 }
 # the agents each principal may read ("unscoped" is a key not limited to agents)
@@ -119,6 +120,8 @@ IDS = ("A", "B", "missing")
 HOOK_IDS = ("hook", "missing")
 LINK_TOKENS = ("valid", "tampered", "resigned", "missing", "choice")
 OPEN = Row(scope=None)
+LG_RUNS = "/langgraph/threads/{thread_id}/runs"
+LG_STARTS = tuple(f"{LG_RUNS}{tail}" for tail in ("", "/wait", "/stream"))
 ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/agents"): Row(KEY),
     ("POST", "/runs"): Row(auth.RUNS_WRITE, IDS, 202, "thread_not_found", writes=True),
@@ -136,9 +139,43 @@ ROWS: dict[tuple[str, str], Row] = {
     ("POST", "/interrupts/{interrupt_id}/resolve"): Row(
         auth.RESOLVE, IDS, not_found="interrupt_not_found", writes=True, scope_after_lookup=True
     ),
+    # answers each id as the single resolve does, inside a 200 (tests/test_isolation.py)
+    ("POST", "/interrupts/resolve"): Row(
+        auth.RESOLVE, IDS, not_found="interrupt_not_found", writes=True, scope_after_lookup=True
+    ),
+    # nothing is held in an undo window here: a caller that may withdraw gets 409 not_held
+    ("POST", "/interrupts/{interrupt_id}/withdraw"): Row(
+        auth.RESOLVE, IDS, 409, "interrupt_not_found", scope_after_lookup=True
+    ),
+    ("POST", "/interrupts/{interrupt_id}/assign"): Row(
+        auth.ASSIGN, IDS, not_found="interrupt_not_found", writes=True
+    ),
     ("WS", "/ws"): Row(auth.READ, IDS),
     ("POST", "/agui/{agent_id}"): Row(
         auth.RUNS_WRITE, IDS, not_found="thread_not_found", writes=True
+    ),
+    ("POST", "/langgraph/assistants/search"): Row(auth.READ),
+    ("GET", "/langgraph/assistants/{assistant_id}"): Row(
+        auth.READ, IDS, not_found="agent_not_found"
+    ),
+    ("POST", "/langgraph/threads"): Row(auth.RUNS_WRITE, writes=True),
+    ("POST", "/langgraph/threads/search"): Row(auth.READ, IDS),
+    ("GET", "/langgraph/threads/{thread_id}"): Row(auth.READ, IDS, not_found="thread_not_found"),
+    ("GET", "/langgraph/threads/{thread_id}/state"): Row(
+        auth.READ, IDS, not_found="thread_not_found"
+    ),
+    # Agent Inbox's ignore: ends the thread's run
+    ("POST", "/langgraph/threads/{thread_id}/state"): Row(
+        auth.RUNS_WRITE, IDS, not_found="thread_not_found", writes=True
+    ),
+    **{
+        ("POST", f"{LG_RUNS}{tail}"): Row(auth.RUNS_WRITE, IDS, 200, "thread_not_found", True)
+        for tail in ("", "/wait", "/stream")
+    },
+    ("GET", f"{LG_RUNS}/{{run_id}}"): Row(auth.READ, IDS, not_found="run_not_found"),
+    ("GET", f"{LG_RUNS}/{{run_id}}/join"): Row(auth.READ, IDS, not_found="run_not_found"),
+    ("POST", f"{LG_RUNS}/{{run_id}}/cancel"): Row(
+        auth.RUNS_WRITE, IDS, not_found="run_not_found", writes=True
     ),
     ("GET", "/links/{token}"): Row(None, LINK_TOKENS),
     ("POST", "/links/{token}"): Row(None, LINK_TOKENS[1:], writes=True),
@@ -155,8 +192,12 @@ ROWS: dict[tuple[str, str], Row] = {
         auth.ADMIN, HOOK_IDS, not_found="webhook_not_found"
     ),
     ("GET", "/metrics"): Row(auth.READ, unlimited=True),
+    # signed by Slack, no API key; Slack is off in this world (404 slack_off)
+    ("POST", "/slack/interactivity"): Row(None, ok=404),
     ("GET", "/healthz"): OPEN,
     ("GET", "/readyz"): OPEN,
+    ("GET", "/auth/config"): OPEN,
+    ("GET", "/.well-known/jwks.json"): OPEN,
     ("GET", "/"): OPEN,
     ("GET", "/favicon.ico"): OPEN,
     ("GET", "/openapi.json"): OPEN,
@@ -165,6 +206,8 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/redoc"): OPEN,
     ("MOUNT", "/static"): OPEN,
 }
+BULK = "/interrupts/resolve"
+SINGLE = "/interrupts/{interrupt_id}/resolve"
 LINK_PAGES = {"valid": 200, "tampered": 404, "resigned": 404, "missing": 404, "choice": 404}
 
 
@@ -174,6 +217,9 @@ def target_agent(target: str) -> str | None:
 
 def expect(method: str, path: str, row: Row, who: str, target: str) -> tuple[int, str | None]:
     """The status and error code of one call."""
+    if path == BULK and who not in ("none", "unknown"):
+        # the request is 200; its one result is what the single answer would get
+        return expect(method, SINGLE, ROWS[(method, SINGLE)], who, target)
     if row.scope is None:
         return (LINK_PAGES[target] if path.startswith("/links") else row.ok), None
     if who in ("none", "unknown"):
@@ -187,17 +233,18 @@ def expect(method: str, path: str, row: Row, who: str, target: str) -> tuple[int
     if row.unlimited and who in ("a", "b"):
         return 403, "forbidden"
     agent = target_agent(target)
-    if path in ("/runs", "/agui/{agent_id}") and method == "POST":
+    if path in ("/runs", "/agui/{agent_id}", *LG_STARTS) and method == "POST":
         # a thread: the key runs its own agent on A's thread, B's thread or a new one
         own = OWN.get(who, A)
+        agui = path == "/agui/{agent_id}"
         if agent is None:
-            return row.ok if path == "/runs" else 200, None
+            return (200 if agui else row.ok), None
         if agent not in SEES[who]:
             return 404, "thread_not_found"
         if agent != own:
             return 409, "thread_agent_mismatch"
         # its own thread: busy with the waiting run (REST), or shown as it stands (AG-UI)
-        return (409, "thread_busy") if path == "/runs" else (200, None)
+        return (200, None) if agui else (409, "thread_busy")
     if target == "missing" and row.not_found:
         return 404, row.not_found
     if agent is not None and row.not_found and agent not in SEES[who]:
@@ -282,8 +329,12 @@ def build(world: World, method: str, path: str, row: Row, who: str, target: str)
             # EventSource cannot send headers: the key rides in the query
             return Call(method, url, params=query(KEYS, name) if name else {}, stream=True)
         return Call(method, url, hdrs)
+    if path == BULK:
+        return Call(method, path, hdrs, json={"ids": [o.interrupts[0]], "value": True})
     if path.startswith("/interrupts/"):
         body = {"value": True} if path.endswith("/resolve") else None
+        if path.endswith("/assign"):
+            body = {"assignees": []}  # leaves it open to every later answer of the matrix
         return Call(method, path.format(interrupt_id=o.interrupts[0]), hdrs, json=body)
     if path == "/agui/{agent_id}":
         thread = o.thread if target != "missing" else str(uuid.uuid4())
@@ -294,6 +345,8 @@ def build(world: World, method: str, path: str, row: Row, who: str, target: str)
             "forwardedProps": {"interruptOutcome": True},
         }
         return Call(method, f"/agui/{own}", hdrs | {"Accept": "text/event-stream"}, json=body)
+    if path.startswith("/langgraph/"):
+        return langgraph_call(method, path, hdrs, o, own)
     if path == "/links/{token}":
         token = link_token(world, target)
         if method == "POST":
@@ -308,6 +361,22 @@ def build(world: World, method: str, path: str, row: Row, who: str, target: str)
     if path == "/static":
         return Call("GET", "/static/style.css", hdrs)
     return Call(method, path, hdrs)
+
+
+def langgraph_call(method: str, path: str, hdrs: dict[str, str], o: Objects, own: str) -> Call:
+    """The LangGraph API's routes (broker/api/langgraph/), as the SDK calls them."""
+    url = path.format(assistant_id=o.agent, thread_id=o.thread, run_id=o.run)
+    if path in LG_STARTS:
+        # a thread that does not exist yet is made by the run, as a missing one is by POST /runs
+        body = {"assistant_id": own, "input": {}, "if_not_exists": "create"}
+        return Call(method, url, hdrs, json=body)
+    if path.endswith("/search"):
+        return Call(method, url, hdrs, json={"ids": [o.thread]} if "threads" in path else {})
+    if path == "/langgraph/threads":
+        return Call(method, url, hdrs, json={})
+    if method == "POST" and path.endswith("/state"):
+        return Call(method, url, hdrs, json={"values": None, "as_node": "__end__"})
+    return Call(method, url, hdrs)
 
 
 def send(world: World, call: Call) -> tuple[int, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from broker.core import fingerprint
 from broker.core.codec import now_ms
 from broker.core.records import InterruptRecord, RunRecord
 from broker.core.store import Attempt, Store
@@ -14,11 +15,14 @@ from broker.core.store import Attempt, Store
 def raised(
     run: RunRecord, value: Any, *, lg_id: str | None = None, **extra: Any
 ) -> InterruptRecord:
-    """An interrupt the graph raised on ``run``."""
+    """An interrupt the graph raised on ``run``, with its fingerprint as the worker
+    computes it."""
     ts = now_ms()
+    lg_id = lg_id or uuid.uuid4().hex
+    extra.setdefault("fingerprint", fingerprint.of(run.id, lg_id, value))
     return InterruptRecord.new(
         id=str(uuid.uuid4()),
-        lg_id=lg_id or uuid.uuid4().hex,
+        lg_id=lg_id,
         run_id=run.id,
         thread_id=run.thread_id,
         agent_id=run.agent_id,

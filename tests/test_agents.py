@@ -375,6 +375,24 @@ def test_tool_approval_asks_for_a_review() -> None:
     ]
 
 
+@pytest.fixture
+def no_receipts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The graph alone, without a broker to sign receipts: the tool runs with a warning
+    (tests/test_receipts.py drives it with real receipts)."""
+    monkeypatch.setenv("TOOL_APPROVAL_RECEIPTS", "warn")
+
+
+def test_tool_approval_refuses_without_a_receipt() -> None:
+    graph, config = offline(tool_approval), new_thread()
+    start_email(graph, config)
+
+    result = graph.invoke(Command(resume={"decisions": [{"type": "approve"}]}), config)
+
+    [output] = tool_results(result)
+    assert output.startswith("Email not sent: the broker signs no receipts")
+
+
+@pytest.mark.usefixtures("no_receipts")
 def test_tool_approval_approve_runs_the_tool_as_called() -> None:
     graph, config = offline(tool_approval), new_thread()
     value = start_email(graph, config)
@@ -387,6 +405,7 @@ def test_tool_approval_approve_runs_the_tool_as_called() -> None:
     assert sentence in last_ai_text(result)
 
 
+@pytest.mark.usefixtures("no_receipts")
 def test_tool_approval_edit_runs_the_tool_with_the_edited_args() -> None:
     graph, config = offline(tool_approval), new_thread()
     start_email(graph, config)

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.agui_calls import agui, run_input
 from tests.flow import answer, next_interrupt, wait_status
 from tests.harness import Broker
 
@@ -29,36 +30,6 @@ def node_client() -> Path:
         "the npm test client is not installed: run `npm ci --prefix tests/node`"
     )
     return NODE_DIR
-
-
-def agui(broker: Broker, agent: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-    """POSTs a RunAgentInput and returns the decoded AG-UI events."""
-    events = []
-    with httpx.stream(
-        "POST",
-        f"{broker.url}/agui/{agent}",
-        json=body,
-        headers={"Accept": "text/event-stream"},
-        timeout=60,
-    ) as r:
-        assert r.status_code == 200, r.read()
-        assert r.headers["content-type"].startswith("text/event-stream")
-        for line in r.iter_lines():
-            if line.startswith("data: "):
-                events.append(json.loads(line[len("data: ") :]))
-    return events
-
-
-def run_input(thread: str, outcome: bool = True, **extra: Any) -> dict[str, Any]:
-    """A RunAgentInput; ``outcome`` asks for RUN_FINISHED's interrupt outcome."""
-    props = {"interruptOutcome": outcome, **extra.pop("forwardedProps", {})}
-    return {
-        "threadId": thread,
-        "runId": str(uuid.uuid4()),
-        "messages": [{"id": f"u-{thread}", "role": "user", "content": "hi"}],
-        "forwardedProps": props,
-        **extra,
-    }
 
 
 def types(events: list[dict[str, Any]]) -> list[str]:
@@ -406,3 +377,26 @@ def test_copilotkit_graph_through_the_real_client_continues_after_a_rest_answer(
     assert followed["custom"] == []  # not the stale question
     assert followed["types"][-1] == "RUN_FINISHED"
     assert any(f"Meeting scheduled for {slot['label']}" in t for t in followed["texts"])
+
+
+def test_a_resume_bound_to_a_stale_fingerprint_changes_nothing(
+    broker: Broker, api: httpx.Client
+) -> None:
+    # docs/design.md, "Answers bound to what was shown"
+    thread = str(uuid.uuid4())
+    first = agui(broker, "naming", run_input(thread))
+    [shown] = [e for e in first if e["type"] == "CUSTOM"]
+    [pending] = next(e for e in first if e["type"] == "RUN_FINISHED")["outcome"]["interrupts"]
+    fp = api.get(f"/interrupts/{pending['id']}").json()["fingerprint"]
+    assert shown["rawEvent"] == {"interrupt_id": pending["id"], "fingerprint": fp}
+    assert pending["metadata"]["fingerprint"] == fp
+
+    stale = {"command": {"resume": True}, "ifMatch": "an-older-question"}
+    events = agui(broker, "naming", run_input(thread, forwardedProps=stale))
+    assert types(events) == ["RUN_STARTED", "RUN_ERROR"]
+    assert events[1]["code"] == "fingerprint_mismatch"
+    assert api.get(f"/interrupts/{pending['id']}").json()["status"] == "pending"
+
+    bound = {"command": {"resume": True}, "ifMatch": {pending["id"]: fp}}
+    ok = agui(broker, "naming", run_input(thread, forwardedProps=bound))
+    assert [json.loads(e["value"])["type"] for e in ok if e["type"] == "CUSTOM"] == ["ask"]

@@ -37,6 +37,8 @@ KEYS: dict[str, principals.KeySpec] = {
         ["naming"],
     ),
     "admin": ("k-admin-" + uuid.uuid4().hex, [auth.ADMIN], None),
+    # a service answering for the people it serves, who it names in resolved_by
+    "service": ("k-service-" + uuid.uuid4().hex, [auth.RESOLVE, auth.ON_BEHALF], None),
 }
 
 
@@ -132,12 +134,13 @@ def test_resolution_records_the_key_id(admin: httpx.Client, secured: Broker) -> 
     r = httpx.post(
         f"{secured.url}/interrupts/{interrupt_id}/resolve",
         json={"value": "ok", "resolved_by": "ada@example.com"},
-        headers=headers("resolve"),
+        headers=headers("service"),
     )
     assert r.status_code == 200, r.text
     resolution = r.json()["resolution"]
-    assert resolution["key_id"] == "resolve"
+    assert resolution["key_id"] == "service"
     assert resolution["resolved_by"] == "ada@example.com"
+    assert resolution["person"] is None
     wait_status(admin, run_id, "succeeded")
 
 

@@ -19,19 +19,19 @@ import pytest
 import redis
 from playwright.sync_api import (
     Browser,
-    Locator,
     Page,
     WebSocketRoute,
     expect,
-    sync_playwright,
 )
 
 from broker.core.keys import Keys
 from tests.browser import (
-    ARGS,
-    CHROMIUM,
+    NEEDS_CHROMIUM,
     PHONE,
     Tab,
+    card,
+    clear_inbox,
+    launch,
     open_tab,
     refuse_websocket,
     screenshot,
@@ -42,10 +42,7 @@ from tests.harness import TEST_AGENTS, Broker, wait_until
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(),
-        reason="Debian's chromium is not installed (.ci/run installs it)",
-    ),
+    NEEDS_CHROMIUM,
 ]
 expect.set_options(timeout=30_000)
 
@@ -72,12 +69,8 @@ def client(dash: Broker) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with launch() as b:
+        yield b
 
 
 @pytest.fixture
@@ -99,22 +92,6 @@ def tab(browser: Browser, dash: Broker, tabs: list[Tab]) -> Tab:
     t = open_tab(browser, dash.url)
     tabs.append(t)
     return t
-
-
-def card(page: Page, run_id: str, kind: str | None = None) -> Locator:
-    """The inbox card of a run's pending interrupt."""
-    selector = f'#inbox-list li.interrupt[data-run-id="{run_id}"]'
-    if kind:
-        selector += f'[data-kind="{kind}"]'
-    return page.locator(selector)
-
-
-def clear_inbox(client: httpx.Client) -> None:
-    """Cancels every run still waiting, so a test sees only its own interrupts."""
-    runs = client.get("/runs", params={"status": "interrupted", "limit": 500}).json()["items"]
-    for run in runs:
-        client.post(f"/runs/{run['run_id']}/cancel")
-    wait_until(lambda: client.get("/interrupts").json()["items"] == [], "the inbox to be empty")
 
 
 def set_answerer(page: Page, name: str) -> None:
@@ -345,6 +322,40 @@ def test_a_refusal_by_the_broker_is_shown_next_to_the_form(tab: Tab, client: htt
     form.get_by_role("button", name="Send").click()
     expect(form).to_have_count(0)
     wait_status(client, run["run_id"], "succeeded")
+
+
+def test_a_question_changed_since_the_card_showed_it_is_refused_in_words(
+    tab: Tab, client: httpx.Client, dash: Broker, redis_url: str
+) -> None:
+    # docs/design.md, "Answers bound to what was shown"
+    run = start(client, "counter", {})
+    iid = next_interrupt(client, run["run_id"])["id"]
+    page = tab.page
+    page.goto("/")
+    shown = card(page, run["run_id"], "approval")
+    expect(shown).to_contain_text("count me")
+    # the question changes underneath the open card (as a node that ran again and asked
+    # about other arguments would): its value and fingerprint, rewritten in the store
+    r = redis.Redis.from_url(redis_url)
+    key = Keys(dash.env["BROKER_KEY_PREFIX"]).interrupt(iid)
+    changed = {"type": "approval", "content": "count me twice"}
+    r.hset(key, mapping={"value": json.dumps(changed), "fingerprint": "changed-underneath"})
+    r.close()
+
+    shown.get_by_role("button", name="Approve").click()
+    renewed = page.locator(f'#inbox-list li.interrupt[data-interrupt-id="{iid}"][data-renewed]')
+    expect(renewed.locator("[data-error]")).to_contain_text(
+        "This question changed since you opened it; review the new version"
+    )
+    expect(renewed).to_contain_text("count me twice")
+    assert resolution(client, iid)["status"] == "pending"
+    trail = client.get(f"/interrupts/{iid}/audit").json()["items"]
+    assert [e["outcome"] for e in trail] == ["fingerprint_mismatch"]
+
+    # the new card answers the question as it is now
+    renewed.get_by_role("button", name="Approve").click()
+    wait_status(client, run["run_id"], "succeeded")
+    expect(renewed).to_have_count(0)
 
 
 def test_an_answer_elsewhere_removes_the_card_and_says_who(

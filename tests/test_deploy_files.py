@@ -176,6 +176,71 @@ def test_api_and_worker_run_the_same_image() -> None:
     assert api.get("image") == worker.get("image")
 
 
+# Prometheus (deploy/prometheus.yml)
+
+
+def _prometheus() -> dict[str, Any]:
+    """The scrape config the prometheus service runs with, read from the file it mounts."""
+    service = _service("prometheus")
+    config_path = next(
+        a.split("=", 1)[1] for a in _prometheus_argv() if a.startswith("--config.file=")
+    )
+    mounted = {str(v).split(":")[1]: str(v).split(":")[0] for v in service["volumes"]}
+    assert config_path in mounted, f"{config_path} is not mounted"
+    source = ROOT / mounted[config_path]
+    assert source.is_file(), f"{source} does not exist"
+    config: dict[str, Any] = yaml.safe_load(source.read_text())
+    return config
+
+
+def _prometheus_argv() -> list[str]:
+    command = _service("prometheus")["command"]
+    return shlex.split(" ".join(_argv(command)))
+
+
+def _job(name: str) -> dict[str, Any]:
+    jobs = {j["job_name"]: j for j in _prometheus()["scrape_configs"]}
+    assert name in jobs, f"deploy/prometheus.yml has no `{name}` job"
+    return jobs[name]
+
+
+def test_prometheus_scrapes_the_api_on_its_served_port() -> None:
+    job = _job("broker-api")
+    port = _parse_cli(_argv(_service("api")["command"])).port
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    assert [t for c in job["static_configs"] for t in c["targets"]] == [f"api:{port}"]
+    # /metrics needs a key: the one the service writes to the file the job reads
+    credentials = job["authorization"]["credentials_file"]
+    assert f"> {credentials}" in " ".join(_argv(_service("prometheus")["command"]))
+    assert "BROKER_METRICS_KEY" in _environment(_service("prometheus"))
+
+
+def test_prometheus_scrapes_every_worker_on_its_metrics_port() -> None:
+    job = _job("broker-worker")
+    env = _environment(_service("worker"))
+    port = int(env["BROKER_WORKER_METRICS_PORT"])
+    assert port > 0
+    # served to other containers, not only inside the worker's own
+    assert env["BROKER_WORKER_METRICS_HOST"] == "0.0.0.0"
+    # every replica, found by the service's name, each on the same port in its container
+    (sd,) = job["dns_sd_configs"]
+    assert sd["names"] == ["worker"] and sd["port"] == port
+    assert sd.get("type", "SRV") == "A"
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+
+
+def test_every_scrape_target_is_a_compose_service() -> None:
+    services = set(_compose()["services"])
+    for job in _prometheus()["scrape_configs"]:
+        hosts = [t.rsplit(":", 1)[0] for c in job.get("static_configs", []) for t in c["targets"]]
+        hosts += [n for sd in job.get("dns_sd_configs", []) for n in sd["names"]]
+        assert hosts and set(hosts) <= services, job
+
+
+def test_prometheus_starts_after_the_api_and_workers() -> None:
+    assert {"api", "worker"} <= set(_service("prometheus")["depends_on"])
+
+
 # Dockerfile
 
 

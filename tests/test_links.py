@@ -268,6 +268,35 @@ def test_tool_approval_from_a_link(
     assert "Email sent to bob@example.com" in tools[0]["content"]
 
 
+def test_a_reject_link_with_a_reason(
+    admin: httpx.Client, browser: httpx.Client, linked: Broker, redis_url: str
+) -> None:
+    run_id, iid = waiting(admin, "tool_approval", "Send an email to bob@example.com about it")
+    url = mint(redis_url, linked, iid)["reject"]
+    page = browser.get(url)
+    assert '<textarea id="comment" name="comment" maxlength="2000">' in page.text
+    assert "Reason (optional)" in page.text
+    bad = post_link(browser, url, comment="bell\x07")
+    assert bad.status_code == 422
+    assert admin.get(f"/interrupts/{iid}").json()["status"] == "pending"
+    done_page = post_link(browser, url, comment="Bob is <away> & out")
+    assert done_page.status_code == 200
+    assert "Bob is &lt;away&gt; &amp; out" in done_page.text  # shown, escaped
+    resolution = admin.get(f"/interrupts/{iid}").json()["resolution"]
+    assert resolution["comment"] == "Bob is <away> & out"
+    assert resolution["value"] == {
+        "decisions": [{"type": "reject", "message": "Bob is <away> & out"}]
+    }
+    trail = admin.get(f"/interrupts/{iid}/audit").json()["items"]
+    assert [(e["outcome"], e.get("comment")) for e in trail] == [
+        ("invalid_request", None),  # a refused comment is not kept
+        ("accepted", "Bob is <away> & out"),
+    ]
+    done = wait_status(admin, run_id, "succeeded", "failed")
+    tools = [m for m in done["output"]["messages"] if m["type"] == "tool"]
+    assert "with reason: Bob is <away> & out" in tools[0]["content"]
+
+
 def test_pages_are_self_contained_and_cannot_be_framed(
     admin: httpx.Client, browser: httpx.Client, linked: Broker, redis_url: str
 ) -> None:
@@ -295,3 +324,27 @@ def test_the_link_secret_must_be_real_outside_dev() -> None:
     assert links.verify(key, links.sign(key, claims)) == claims
     with pytest.raises(links.LinkInvalid):
         links.verify(b"another key of some length........", links.sign(key, claims))
+
+
+def test_a_page_answers_only_the_question_it_showed(
+    admin: httpx.Client, browser: httpx.Client, linked: Broker, redis_url: str
+) -> None:
+    # docs/design.md, "Answers bound to what was shown"
+    run_id, iid = waiting(admin, "counter")
+    url = mint(redis_url, linked, iid)["approve"]
+    fp = admin.get(f"/interrupts/{iid}").json()["fingerprint"]
+    page = browser.get(url)
+    assert f'name="fingerprint" value="{fp}"' in page.text
+
+    before = snapshot(redis_url, linked, audit=False)
+    stale = post_link(browser, url, fingerprint="shown-before-it-changed")
+    assert stale.status_code == 412, stale.text
+    assert "This question changed since you opened it" in stale.text
+    assert snapshot(redis_url, linked, audit=False) == before
+    assert admin.get(f"/interrupts/{iid}").json()["status"] == "pending"
+    trail = admin.get(f"/interrupts/{iid}/audit").json()["items"]
+    assert trail[-1]["outcome"] == "fingerprint_mismatch"
+
+    # the link itself is not spent: the page of the question as it is answers
+    assert post_link(browser, url, fingerprint=fp).status_code == 200
+    wait_status(admin, run_id, "succeeded")

@@ -22,7 +22,7 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 KEYS = [{"id": "k", "key_sha256": auth.digest("k"), "scopes": [auth.ADMIN]}]
 HTML_PAGES = {"/links/{token}"}
 """Action links answer browsers with HTML pages, whatever the status."""
-NO_REDIS = {"/healthz", "/readyz", "/agents"}
+NO_REDIS = {"/healthz", "/readyz", "/agents", "/auth/config", "/.well-known/jwks.json"}
 """Routes that never read Redis (readiness reports a failed ping in its own body)."""
 
 
@@ -46,19 +46,30 @@ def test_every_post_and_patch_declares_its_body(doc: dict[str, Any]) -> None:
     for path, method, op in operations(doc):
         if method not in ("post", "patch"):
             continue
-        if path == "/runs/{run_id}/cancel":
-            assert "requestBody" not in op  # the one POST that reads no body
+        if path in (
+            "/runs/{run_id}/cancel",
+            "/interrupts/{interrupt_id}/withdraw",
+            "/langgraph/threads/{thread_id}/runs/{run_id}/cancel",
+        ):
+            assert "requestBody" not in op  # the POSTs that read no body
             continue
         content = op["requestBody"]["content"]
         if path in HTML_PAGES:
             assert list(content) == ["application/x-www-form-urlencoded"]
             continue
+        if path == "/slack/interactivity":  # Slack's own form: one field of JSON
+            form = content["application/x-www-form-urlencoded"]["schema"]
+            assert list(content) == ["application/x-www-form-urlencoded"]
+            assert form["required"] == ["payload"] and op["requestBody"]["required"] is True
+            continue
         ref = content["application/json"]["schema"]["$ref"]
         assert ref.rsplit("/", 1)[-1] in schemas, (path, ref)
         assert op["requestBody"]["required"] is True
         bodies += 1
-    # start a run, resolve, AG-UI, create and change a webhook
-    assert bodies == 5
+    # start a run, resolve, resolve many, assign, AG-UI, create and change a webhook;
+    # LangGraph's search assistants, create and search threads, update a thread's state,
+    # create, wait, stream runs
+    assert bodies == 14
 
 
 def test_request_bodies_are_the_models_the_handlers_validate(doc: dict[str, Any]) -> None:
@@ -67,6 +78,12 @@ def test_request_bodies_are_the_models_the_handlers_validate(doc: dict[str, Any]
     assert start["required"] == ["agent_id"] and start["additionalProperties"] is False
     assert start["properties"]["thread_id"]["anyOf"][0]["pattern"]
     assert schemas["Resolve"]["required"] == ["value"]
+    assert schemas["Resolve"]["properties"]["comment"]["anyOf"][0]["maxLength"] == 2000
+    many = schemas["BulkResolve"]
+    assert many["oneOf"] == [{"required": ["ids"]}, {"required": ["filter"]}]
+    assert many["properties"]["ids"]["maxItems"] == 500
+    assert many["properties"]["ids"]["uniqueItems"] is True
+    assert schemas["Filter"]["minProperties"] == 1
     assert schemas["NewWebhook"]["properties"]["url"]["pattern"].startswith("^https?://")
     agui = schemas["RunAgentInput"]
     assert {"threadId", "runId", "messages"} <= set(agui["required"])
@@ -160,7 +177,7 @@ def test_query_parameters_carry_the_constraints_the_api_enforces() -> None:
         assert params["order"]["schema"]["default"] == default
         assert params["cursor"]["schema"]["pattern"] == CURSOR_PATTERN
     statuses = doc["components"]["schemas"]["InterruptStatus"]["enum"]
-    assert statuses == ["pending", "resolved", "expired", "cancelled"]
+    assert statuses == ["pending", "accepted", "resolved", "expired", "cancelled"]
     events = {p["name"]: p for p in doc["paths"]["/runs/{run_id}/events"]["get"]["parameters"]}
     assert events["after"]["schema"]["pattern"] == events["last-event-id"]["schema"]["pattern"]
 

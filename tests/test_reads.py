@@ -22,7 +22,7 @@ from broker.api.responses import JSON
 from broker.core.codec import iso, now_ms
 from broker.core.records import RunStatus
 from broker.core.settings import Settings as BrokerSettings
-from broker.core.store import Attempt, Store, reads
+from broker.core.store import Attempt, Store, views
 from tests.servers import RedisServer, commands_run
 from tests.stored import raised, waiting
 
@@ -113,6 +113,53 @@ async def test_a_page_costs_what_it_returns_wherever_it_starts(own: Store) -> No
     assert len(wide.items) == 40 and wide_cost > first_cost
 
 
+async def test_a_page_assigned_to_a_person_costs_the_page_times_their_names(own: Store) -> None:
+    """docs/design.md, "Assignment": the union of a person's assignee indexes is paged
+    at O(page x names), however many interrupts are pending."""
+    names = ("user:alice", "group:finance", "user:bob", "group:ops")
+    for n in range(300):
+        await waiting(own, "a", {"type": "ask", "n": n}, assignees=(names[n % 4],))
+
+    def page(cursor: str | None) -> Any:
+        return own.list_interrupts(
+            status="pending",
+            agent_id=None,
+            itype=None,
+            thread_id=None,
+            run_id=None,
+            limit=10,
+            cursor=cursor,
+            assigned_to=frozenset(names[:2]),
+        )
+
+    await page(None)
+    first_cost, first = await _cost(own.r, page(None))
+    middle = await own.r.zrange(own.keys.interrupts_by_status("pending"), 150, 150, withscores=True)
+    deep_cost, deep = await _cost(own.r, page(str(int(middle[0][1]))))
+    assert [i["value"]["n"] % 4 for i in first.items] == [0, 1] * 5
+    assert [i["value"]["n"] for i in deep.items][:2] == [152, 153]
+    assert first_cost == deep_cost
+    # two indexes of 11 entries each and the 11 records looked at, not the 150 matching
+    assert first_cost < 40, first_cost
+
+
+async def test_recording_an_unassigned_interrupt_costs_nothing_more(own: Store) -> None:
+    """An interrupt without assignees makes no command for them; one with assignees
+    makes one per assignee (its index entry)."""
+
+    async def record(**extra: Any) -> int:
+        run = await own.create_run("a", None, {}, {})
+        begun = await own.begin_attempt(run.id, "", "job-1")
+        assert isinstance(begun, Attempt)
+        asked = [raised(begun.run, {"type": "ask"}, **extra)]
+        cost, _ = await _cost(own.r, own.record_interrupts(begun.run, asked, [], job_id="job-1"))
+        return cost
+
+    await record()  # the script is loaded once, by the first call
+    plain = await record()
+    assert await record(assignees=("user:a", "group:b"), watchers=("user:c",)) == plain + 2
+
+
 async def test_paging_by_cursor_gives_each_match_once_in_order(store: Store) -> None:
     made: list[tuple[str, str, str]] = []  # (interrupt id, agent, type) oldest first
     for n in range(45):
@@ -192,7 +239,7 @@ async def test_a_page_of_runs_names_each_runs_pending_interrupts(store: Store) -
 @given(st.integers(min_value=0, max_value=4_102_444_800_000))
 @settings(max_examples=1000, derandomize=True, database=None)
 def test_a_pages_timestamps_read_as_every_other_timestamp(ms: int) -> None:
-    assert reads._iso(ms) == iso(ms)
+    assert views._iso(ms) == iso(ms)
 
 
 async def test_a_page_shows_each_interrupt_as_reading_it_alone_does(store: Store) -> None:
@@ -210,6 +257,8 @@ async def test_a_page_shows_each_interrupt_as_reading_it_alone_does(store: Store
         on_expire="default",
         expiry_default={"day": "mon"},
         response_schema={"type": "object"},
+        assignees=("user:alice@example.com", "group:finance"),
+        watchers=("user:bob",),
     )
     resolution = {"value": True, "resolved_by": "u", "channel": "rest", "key_id": "k"}
     await store.resolve_script(

@@ -259,6 +259,9 @@ async def test_a_soak_leaves_memory_at_what_the_pending_work_needs(tmp_path: Pat
         "BROKER_CHECKPOINT_TTL_S": "1",
         "BROKER_RETENTION_SWEEP_INTERVAL_S": "0.2",
         "BROKER_EVENTS_MAXLEN_GLOBAL": "1000",
+        # the runs started over the API carry an Idempotency-Key, as the client sends
+        # one with every start: its kept response is one more window to wait out
+        "BROKER_IDEMPOTENCY_TTL_S": "1",
     }
     with _private_redis(tmp_path) as url:
         e2e = Broker(url, "e2e", tmp_path, **short)

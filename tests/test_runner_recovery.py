@@ -20,7 +20,7 @@ from langgraph.types import interrupt
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from broker.api.events import EventHub, follow_run
-from broker.core import channel, errors
+from broker.core import channel, errors, runlog
 from broker.core.keys import Keys
 from broker.core.records import Channel, InterruptStatus, RunRecord, RunStatus
 from broker.core.saver import RedisCheckpointSaver
@@ -199,7 +199,7 @@ async def test_a_follower_that_falls_behind_misses_nothing(
             r,
             hub,
             store.keys.run_events("r1"),
-            "r1",
+            runlog.Owner("r1", "t", "a"),
             "0",
             until=frozenset({"run.succeeded"}),
             queue_max=2,

@@ -145,7 +145,12 @@ def _check(ledger: Ledger, broker: Broker, counts: RedisServer) -> None:
     runs_of = [
         (count(counts, "answered", t), count(counts, "after", t)) for t in ledger.runs.values()
     ]
-    assert all(1 <= a <= 2 and 1 <= b <= 2 for a, b in runs_of), runs_of
+    off = [
+        (t, ab)
+        for t, ab in zip(ledger.runs.values(), runs_of, strict=True)
+        if not (1 <= ab[0] <= 2 and 1 <= ab[1] <= 2)
+    ]
+    assert not off, f"threads whose nodes ran (answered, after) times out of 1-2: {off[:5]}"
     print(f"  nodes run again after being cut off: {sum(a + b - 2 for a, b in runs_of)}")
     listed = httpx.get(f"{broker.url}/runs", params={"limit": 500}, timeout=30).json()["items"]
     assert len(listed) == RUNS  # retried starts made no second run

@@ -126,7 +126,9 @@ def test_a_redis_stall_longer_than_the_lease_runs_the_node_once(
 ) -> None:
     server = OwnRedis(tmp_path)
     try:
-        b = make_broker(server.url)
+        # a stall, not errors: every command waits it out rather than time out (a renewal
+        # that fails with errors until the lease would lapse stops the attempt instead)
+        b = make_broker(server.url, BROKER_REDIS_TIMEOUT_S=str(LEASE_TTL_S * 8))
         _two_workers(b)
         with httpx.Client(base_url=b.url, timeout=30) as api:
             run = start(api, "slow", {"seconds": 3})

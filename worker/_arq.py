@@ -23,10 +23,14 @@ off instead, and the loop goes on; the worker never exits for it:
   in-progress mark would hold it for ``job_timeout`` more seconds; it is cleared at the
   next poll that gets through, so the job (whose run is idempotent) runs again at once.
 
+arq counts the jobs it hands back to the queue (a ``Retry``, a cancelled job) in
+``jobs_retried`` and those that failed for good (an error, a timeout, an abort) in
+``jobs_failed``; every increment also goes to the worker's metrics (worker/metrics.py).
+
 The private parts are ``Worker._poll_iteration``, ``start_jobs``,
-``_cancel_aborted_jobs``, ``run_job`` and the attributes they use: checked against the
-arq versions ``pyproject.toml`` allows (``ARQ_CHECKED``), which tests/test_worker_arq.py
-asserts.
+``_cancel_aborted_jobs``, ``run_job``, the two counters and the attributes they use:
+checked against the arq versions ``pyproject.toml`` allows (``ARQ_CHECKED``), which
+tests/test_worker_arq.py asserts.
 """
 
 from __future__ import annotations
@@ -44,7 +48,9 @@ from arq.utils import timestamp_ms
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from broker.core import errors
+from broker.core import errors, logs
+from broker.core.jobs import job_ids
+from worker import metrics
 
 log = logging.getLogger("worker")
 
@@ -68,6 +74,8 @@ class BrokerWorker(Worker):
     """An arq worker that also polls as soon as the wake channel fires."""
 
     _listener: asyncio.Task[None] | None = None
+    _retried = 0
+    _failed = 0
 
     def __init__(
         self, *args: Any, wake_channel: str, wake_redis: aioredis.Redis, **kwargs: Any
@@ -102,6 +110,24 @@ class BrokerWorker(Worker):
         self._wake = asyncio.Event()
         self._woken: set[str] = set()  # jobs the wake-ups named since the last start
         self._unnamed = False  # a wake-up named no job: poll the queue
+
+    @property
+    def jobs_retried(self) -> int:
+        return self._retried
+
+    @jobs_retried.setter
+    def jobs_retried(self, n: int) -> None:
+        metrics.JOBS_RETRIED.inc(max(0, n - self._retried))
+        self._retried = n
+
+    @property
+    def jobs_failed(self) -> int:
+        return self._failed
+
+    @jobs_failed.setter
+    def jobs_failed(self, n: int) -> None:
+        metrics.JOBS_FAILED.inc(max(0, n - self._failed))
+        self._failed = n
 
     @property
     def draining(self) -> bool:
@@ -188,6 +214,9 @@ class BrokerWorker(Worker):
             await self.pool.zrem(arq.worker.abort_jobs_ss, *aborted)
 
     async def run_job(self, job_id: str, score: int) -> None:
+        # every line about the job, arq's own included, carries its ids (broker/core/logs.py)
+        ids = logs.begin()
+        logs.bind(**job_ids(job_id))
         try:
             await super().run_job(job_id, score)
         except Exception as exc:
@@ -196,6 +225,8 @@ class BrokerWorker(Worker):
             # arq could not record how the job ended; run it again once Redis answers
             log.warning("job %s: Redis failed around it (%s); it will run again", job_id, exc)
             self._unmarked.add(job_id)
+        finally:
+            logs.end(ids)
 
     async def _clear_marks(self) -> None:
         for job_id in list(self._unmarked):

@@ -17,6 +17,12 @@ A delivery is retried with exponential backoff until it gets a 2xx or has made
 ``BROKER_WEBHOOK_MAX_ATTEMPTS`` attempts; every attempt goes to the subscription's
 delivery log. The message id stays the same across attempts; the timestamp and the
 signature are fresh for each.
+
+The same dispatcher queues the emails about new interrupts (broker/core/mail.py, sent
+by worker/mailer.py): with email routes configured its group stays open, and each job id
+names the event and the recipient. With Slack on (broker/core/slack.py) it queues the
+Slack jobs (worker/slack.py): a post per new interrupt a route matches, and an update
+when that interrupt is decided or closed.
 """
 
 from __future__ import annotations
@@ -31,10 +37,11 @@ import httpx
 from arq import Retry
 from redis.exceptions import ResponseError
 
-from broker.core import netguard, signing, webhooks
+from broker.core import mail, netguard, signing, webhooks
 from broker.core.codec import dumps, iso, loads, now_ms
+from broker.core.slack import UPDATED_ON, Slack
 from broker.core.store import Store
-from worker import outages
+from worker import metrics, outages
 
 log = logging.getLogger("worker.deliveries")
 
@@ -88,8 +95,18 @@ async def _close_group(store: Store) -> None:
         await store.r.xgroup_destroy(store.keys.events, store.keys.webhook_group)
 
 
-async def dispatch_loop(store: Store, pool: Any, consumer: str, config: Any) -> None:
-    """Follows the event stream and queues one delivery job per matching subscription."""
+async def dispatch_loop(
+    store: Store,
+    pool: Any,
+    consumer: str,
+    config: Any,
+    email: tuple[mail.Route, ...] = (),
+    slack: Slack | None = None,
+) -> None:
+    """Follows the event stream and queues one delivery job per matching subscription,
+    one email job per recipient of a new interrupt that ``email`` routes, and the Slack
+    jobs of the interrupts ``slack`` routes."""
+    always = bool(email or slack)  # channels that need every event
     r, k = store.r, store.keys
     subs = Subscriptions(store, config or {})
     reading: bool | None = None  # unknown until the first look
@@ -101,21 +118,21 @@ async def dispatch_loop(store: Store, pool: Any, consumer: str, config: Any) -> 
             if not fresh:
                 wanted = await subs.current()
             fresh = False
-            if not wanted:
+            if not wanted and not always:
                 if reading is not False:
                     await _close_group(store)
                     reading = False
                 await asyncio.sleep(IDLE_S)
                 continue
             if not reading:
-                await _open_group(store, subs.start_id())
+                await _open_group(store, "$" if always else subs.start_id())
                 reading, claimed_at = True, 0.0
             if time.monotonic() - claimed_at > CLAIM_IDLE_MS / 1000:
                 claimed_at = time.monotonic()
                 _, entries, *_ = await r.xautoclaim(
                     k.events, k.webhook_group, consumer, CLAIM_IDLE_MS, "0-0", count=100
                 )
-                await _dispatch(store, pool, wanted, entries)
+                await _dispatch(store, pool, wanted, entries, email, slack)
                 await _forget_gone_consumers(store, consumer)
             got = await r.xreadgroup(
                 k.webhook_group, consumer, {k.events: ">"}, count=100, block=2000
@@ -124,16 +141,16 @@ async def dispatch_loop(store: Store, pool: Any, consumer: str, config: Any) -> 
                 # read after the events: a subscription made before them is matched too
                 wanted, fresh = await subs.current(), True
             for _, entries in got or []:
-                await _dispatch(store, pool, wanted, entries)
+                await _dispatch(store, pool, wanted, entries, email, slack)
         except asyncio.CancelledError:
             raise
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
-                outages.report(log, "webhook dispatch failed", exc)
+                outages.report(log, "dispatching events to webhooks, email and Slack failed", exc)
                 await asyncio.sleep(1)
             reading = None  # the last subscription went and came back: look again
         except Exception as exc:
-            outages.report(log, "webhook dispatch failed", exc)
+            outages.report(log, "dispatching events to webhooks, email and Slack failed", exc)
             await asyncio.sleep(1)
 
 
@@ -147,7 +164,12 @@ async def _forget_gone_consumers(store: Store, consumer: str) -> None:
 
 
 async def _dispatch(
-    store: Store, pool: Any, subs: list[webhooks.Subscription], entries: list[Any]
+    store: Store,
+    pool: Any,
+    subs: list[webhooks.Subscription],
+    entries: list[Any],
+    email: tuple[mail.Route, ...] = (),
+    slack: Slack | None = None,
 ) -> None:
     if not entries:
         return
@@ -166,9 +188,35 @@ async def _dispatch(
                     _job_id=f"webhook:{sub.id}:{eid}",
                     _queue_name=store.keys.queue,
                 )
+        for to in mail.recipients(email, event or {}):
+            await pool.enqueue_job(
+                "deliver_email",
+                f"evt_{eid}",
+                event["data"]["interrupt_id"],
+                to,
+                _job_id=f"email:{eid}:{to}",
+                _queue_name=store.keys.queue,
+            )
+        if slack is not None and event:
+            await _slack_jobs(store, pool, slack, eid, event)
     # acknowledged once every job of the batch is queued: a crash before this point
     # leaves the entries pending, and another worker claims and dispatches them again
     await store.r.xack(store.keys.events, store.keys.webhook_group, *[eid for eid, _ in entries])
+
+
+async def _slack_jobs(store: Store, pool: Any, slack: Slack, eid: str, event: Any) -> None:
+    channel = slack.channel_for(event)
+    iid = (event.get("data") or {}).get("interrupt_id")
+    if channel is None or not isinstance(iid, str):
+        return
+    job: tuple[str, ...]
+    if event.get("type") == "interrupt.created":
+        job = ("post_slack", iid, channel)
+    elif event.get("type") in UPDATED_ON:
+        job = ("update_slack", iid)
+    else:
+        return
+    await pool.enqueue_job(*job, _job_id=f"slack:{eid}:{iid}", _queue_name=store.keys.queue)
 
 
 async def deliver_webhook(ctx: dict[str, Any], sub_id: str, msg_id: str, body: str) -> str:
@@ -204,23 +252,28 @@ async def deliver_webhook(ctx: dict[str, Any], sub_id: str, msg_id: str, body: s
     except netguard.UnsafeAddress as exc:
         # not transient: retrying would only probe the same address again
         entry.update(outcome="refused", error=str(exc))
+        metrics.delivery("refused", time.monotonic() - started)
         await webhooks.log_delivery(store, sub_id, entry)
         log.warning("webhook %s refused: %s", sub_id, exc)
         return "refused"
     except httpx.HTTPError as exc:
         ok = False
         entry["error"] = f"{type(exc).__name__}: {exc}"[:500]
-    entry["duration_ms"] = int((time.monotonic() - started) * 1000)
+    took = time.monotonic() - started
+    entry["duration_ms"] = int(took * 1000)
     if ok:
         entry["outcome"] = "delivered"
+        metrics.delivery("delivered", took)
         await webhooks.log_delivery(store, sub_id, entry)
         return "delivered"
     if attempt >= s.webhook_max_attempts:
         entry["outcome"] = "gave_up"
+        metrics.delivery("gave_up", took)
         await webhooks.log_delivery(store, sub_id, entry)
         log.warning("webhook %s: gave up on %s after %d attempts", sub_id, msg_id, attempt)
         return "gave-up"
     delay = backoff_s(attempt, s.webhook_backoff_s, s.webhook_backoff_max_s)
     entry.update(outcome="failed", next_attempt_in_s=delay)
+    metrics.delivery("failed", took)
     await webhooks.log_delivery(store, sub_id, entry)
     raise Retry(defer=delay)

@@ -19,7 +19,7 @@ from arq.worker import func
 from redis.exceptions import RedisError
 
 from agent.registry import load_registry
-from broker.core import config, errors
+from broker.core import config, errors, telemetry
 from broker.core.connections import queue_pool, redis_client, watch_primary
 from broker.core.durable import Durability
 from broker.core.fence import Fenced
@@ -27,7 +27,7 @@ from broker.core.keys import Keys
 from broker.core.saver import RedisCheckpointSaver
 from broker.core.settings import Settings, get_settings
 from broker.core.store import Store
-from worker import deadlines, deliveries, reconciler, retention
+from worker import deadlines, deliveries, mailer, metrics, reconciler, retention, slack
 from worker._arq import BrokerWorker
 from worker.liveness import Heartbeat
 from worker.locks import LockBusy, LockLost
@@ -36,13 +36,15 @@ from worker.runner import AgentUnavailable, Runner
 log = logging.getLogger("worker")
 
 
-async def advance(ctx: dict[str, Any], run_id: str) -> str:
-    """Job: move one run forward (start it, resume it, or recover it)."""
+async def advance(ctx: dict[str, Any], run_id: str, trace: dict[str, str] | None = None) -> str:
+    """Job: move one run forward (start it, resume it, or recover it). ``trace``: the
+    trace context of the step that queued it (broker/core/telemetry.py)."""
+    telemetry.received(trace)
     runner: Runner = ctx["runner"]
     settings: Settings = ctx["settings"]
     last_try = ctx.get("job_try", 1) >= settings.job_max_tries
     try:
-        return await runner.advance(run_id, ctx["job_id"], last_try=last_try)
+        outcome = await runner.advance(run_id, ctx["job_id"], last_try=last_try)
     except (LockBusy, LockLost, Fenced) as exc:
         raise Retry(defer=1) from exc
     except (RedisError, OSError) as exc:
@@ -60,12 +62,20 @@ async def advance(ctx: dict[str, Any], run_id: str) -> str:
         # Redis failed under the attempt: nothing was recorded as done, so the same job
         # runs again (the run stays due; the reconciler is the net if this is lost too)
         raise Retry(defer=2) from exc
+    if outcome == "held" and not last_try:
+        # the job came before the undo window closed by this worker's clock: once more,
+        # shortly (the run is due then too, for the reconciler)
+        raise Retry(defer=1)
+    return outcome
 
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.setdefault("settings", get_settings())
     # refuse to start on unusable configuration, not at the first interrupt
-    webhook_config = config.check(settings, "worker").webhooks
+    checked = config.check(settings, "worker")
+    webhook_config = checked.webhooks
+    metrics.serve(settings)  # once per process: a worker started again keeps its server
+    telemetry.setup("worker")
     store_redis = redis_client(settings)
     saver_redis = redis_client(settings, decode=False)
     keys = Keys(settings.key_prefix)
@@ -75,6 +85,8 @@ async def startup(ctx: dict[str, Any]) -> None:
         keys,
         ttl_s=settings.checkpoint_ttl_s or None,
         durable=Durability(saver_redis, settings),
+        # a lease outlives an outage this long at most: past it, the fence decides
+        ride_out_s=settings.lease_ttl_s,
     )
     store = Store(store_redis, settings)
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -94,6 +106,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         worker_id=worker_id,
         heartbeat=heartbeat,
         webhook_config=webhook_config,
+        slack=checked.slack,
         http=httpx.AsyncClient(trust_env=False, follow_redirects=False),
     )
     # the first heartbeat before the first job: a lease's holder always has one
@@ -106,7 +119,14 @@ async def startup(ctx: dict[str, Any]) -> None:
         asyncio.create_task(deadlines.loop(store, ctx["redis"], ctx["worker_id"])),
         asyncio.create_task(retention.loop(store, ctx["worker_id"])),
         asyncio.create_task(
-            deliveries.dispatch_loop(store, ctx["redis"], ctx["worker_id"], webhook_config)
+            deliveries.dispatch_loop(
+                store,
+                ctx["redis"],
+                ctx["worker_id"],
+                webhook_config,
+                checked.email,
+                checked.slack,
+            )
         ),
     ]
     log.info("worker %s ready for agents: %s", ctx["worker_id"], ", ".join(registry))
@@ -126,6 +146,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         client = ctx.get(name)
         if client is not None:
             await client.aclose()
+    telemetry.flush()
 
 
 def worker_kwargs(settings: Settings) -> dict[str, Any]:
@@ -138,6 +159,13 @@ def worker_kwargs(settings: Settings) -> dict[str, Any]:
                 name="deliver_webhook",
                 max_tries=settings.webhook_max_attempts + 1,
             ),
+            func(
+                mailer.deliver_email,
+                name="deliver_email",
+                max_tries=settings.email_max_attempts + 1,
+            ),
+            func(slack.post_slack, name="post_slack", max_tries=slack.ATTEMPTS + 1),
+            func(slack.update_slack, name="update_slack", max_tries=slack.ATTEMPTS + 1),
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,

@@ -34,6 +34,7 @@ async def sweep_once(store: Store, *, batch: int = BATCH, max_batches: int = MAX
         done += await store.backfill_step(batch)
     # the checkpoint saver's thread registry holds each thread's expiry: drop the passed
     await store.r.zremrangebyscore(store.keys.checkpoint_threads, "-inf", now_ms())
+    await store.forget_expired_threads()
     return done
 
 

@@ -13,6 +13,7 @@ reconciler's extra job all converge:
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -21,7 +22,8 @@ from langgraph._internal._constants import RESUME
 from langgraph.types import Command
 from redis.exceptions import RedisError
 
-from broker.core import expiry, schemas, shapes
+from agent import receipts
+from broker.core import assignment, escalation, expiry, fingerprint, rules, schemas, shapes, undo
 from broker.core.codec import now_ms
 from broker.core.fence import CONFIG_KEY as FENCE_CONFIG_KEY
 from broker.core.fence import Fence, Fenced
@@ -30,9 +32,14 @@ from broker.core.records import InterruptRecord, RunRecord, RunStatus
 from broker.core.saver import primed
 from broker.core.settings import Settings
 from broker.core.store import Attempt, Store
+from broker.core.telemetry import attempt, traceparent
+from worker import metrics
 from worker.locks import Lease, hold
 from worker.output import summarize
 from worker.stream import Outcome, run_graph
+
+# an attempt that did not begin; "held" (answers in their undo window) is said as it is
+NOT_BEGUN = {"idle": "nothing-to-resume", "missing": "unknown-run", "fenced": "superseded"}
 
 log = logging.getLogger("worker.runner")
 
@@ -151,12 +158,16 @@ class Runner:
         current = _checkpoint_id(latest) if latest is not None else ""
         begun = await self.store.begin_attempt(run_id, current, job_id, fence=fence)
         if isinstance(begun, str):
-            return {
-                "idle": "nothing-to-resume",
-                "missing": "unknown-run",
-                "fenced": "superseded",
-            }.get(begun, begun)
-        run = begun.run
+            return NOT_BEGUN.get(begun, begun)
+        with attempt(begun.run, job_id, begun.prior):
+            done = await self._attempted(begun, job_id, graph, config, current)
+            log.debug("run %s: %s", run_id, done)
+            return done
+
+    async def _attempted(
+        self, begun: Attempt, job_id: str, graph: Any, config: dict[str, Any], current: str
+    ) -> str:
+        run_id, run, fence = begun.run.id, begun.run, config["configurable"][FENCE_CONFIG_KEY]
         if run.thread_id != config["configurable"]["thread_id"]:
             # a job id naming another thread than the run's: leave the run to the
             # reconciler, whose jobs read the run first
@@ -167,7 +178,16 @@ class Runner:
             await fail(run, f"agent {run.agent_id!r} is not registered on any worker", [])
             return "failed"
         config["metadata"] = {"run_id": run_id, "agent_id": run.agent_id}
+        if begun.prior == RunStatus.INTERRUPTED:  # in memory: no round trip on the way
+            metrics.resumed(run.agent_id, begun.answers, now_ms())
         applying = [h.id for h in begun.answers]
+        if begun.answers and self.store.receipts.keys:
+            # the answers' signed receipts ride in the config, beside the resume value
+            # (which stays exactly the answer): a tool can check them (agent/receipts.py)
+            signed = {h.lg_id: (h.resolution or {}).get("receipt") for h in begun.answers}
+            config["configurable"].update(
+                receipts.resume_config(signed, self.store.receipts.jwks())
+            )
         command, action = await self._command(begun, config, current)
         snapshot = None
         if command is None:
@@ -185,6 +205,7 @@ class Runner:
             await self.store.emit(run, etype, **data)
 
         durability = self.settings.checkpoint_durability
+        started = time.monotonic()
         try:
             if command is not None:
                 outcome = await run_graph(graph, command, config, publish, durability)
@@ -207,6 +228,8 @@ class Runner:
             log.exception("run %s failed", run_id)
             await fail(run, f"{type(exc).__name__}: {exc}", applying)
             return "failed"
+        finally:
+            metrics.attempt(run.agent_id, started)
 
         if outcome.interrupts:
             pending = [self._record(run, i) for i in outcome.interrupts]
@@ -257,7 +280,21 @@ class Runner:
         """A new record for an interrupt the graph raised (kept only if it is new)."""
         ts = now_ms()
         value = interrupt.value
-        exp = expiry.policy(value, run.agent_id, shapes.interrupt_type(value), self.settings.expiry)
+        itype = shapes.interrupt_type(value)
+        # a ladder sets the deadline alone: its last step, when it ends the wait
+        ladder = escalation.policy(value, run.agent_id, itype, self.settings.escalation)
+        exp = (
+            ladder.final
+            if ladder
+            else expiry.policy(value, run.agent_id, itype, self.settings.expiry)
+        )
+        about = f"run {run.id} interrupt {interrupt.id}"
+        who = assignment.policy(value, run.agent_id, itype, self.settings.assignment, about=about)
+        rule, broken = rules.policy(
+            value, run.agent_id, itype, self.settings.approval_rules, about=about
+        )
+        if broken:  # fails closed, as a bad assignment does
+            who = assignment.Assignment((assignment.INVALID,), who.watchers if who else ())
         return InterruptRecord.new(
             id=str(uuid.uuid4()),
             lg_id=interrupt.id,
@@ -273,6 +310,14 @@ class Runner:
             expires_at_ms=ts + int(exp.expires_in_s * 1000) if exp else None,
             on_expire=exp.on_expire if exp else None,
             expiry_default=exp.default if exp else None,
+            assignees=who.assignees if who else (),
+            watchers=who.watchers if who else (),
+            fingerprint=fingerprint.of(run.id, interrupt.id, value),
+            # votes are final when cast: a window holds single answers only
+            undo_ms=0 if rule else undo.policy(value, run.agent_id, itype, self.settings.undo),
+            escalation=tuple(s.record(ts) for s in ladder.steps) if ladder else (),
+            rule=rule.record() if rule else None,
+            trace=traceparent(),  # the attempt's span: its answer's span goes under it
         )
 
     async def _has_resume_writes(self, config: dict[str, Any]) -> bool:

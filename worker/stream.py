@@ -21,6 +21,7 @@ from langchain_core.messages import AIMessageChunk, BaseMessage
 # the key under which LangGraph's ``updates`` stream reports the interrupts of a step
 from langgraph._internal._constants import INTERRUPT
 
+from broker.core import telemetry
 from worker.output import message_view
 
 log = logging.getLogger("worker.stream")
@@ -95,10 +96,19 @@ async def run_graph(
     deltas = _Deltas(publish)
     outcome = Outcome()
     modes = ["messages", "updates", "values"]
+    # while tracing: a span per task, from LangGraph's task start and result events
+    tasks = telemetry.Tasks() if telemetry.ENABLED else None
     try:
         async for mode, payload in graph.astream(
-            command, config, stream_mode=modes, durability=durability
+            command,
+            config,
+            stream_mode=[*modes, "tasks"] if tasks else modes,
+            durability=durability,
         ):
+            if mode == "tasks":
+                if tasks is not None:
+                    tasks.event(payload)
+                continue
             if mode == "values":
                 outcome.values = payload
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -9,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,21 +21,29 @@ from broker.api import events, openapi
 from broker.api.drain import Drain
 from broker.api.events import EventHub
 from broker.api.gate import AuthGate
+from broker.api.langgraph import routers as langgraph_routers
+from broker.api.observe import LogIds
 from broker.api.outage import OutageGuard
 from broker.api.routes import (
     admin,
     agents,
     agui,
+    assignment,
+    bulk,
     health,
+    identity,
     interrupts,
+    jwks,
     links,
     metrics,
     runs,
+    slack,
     stream,
     ui,
+    undo,
 )
 from broker.api.threads import ThreadStates
-from broker.core import config, errors
+from broker.core import config, errors, telemetry
 from broker.core.connections import queue_pool, redis_client, watch_primary
 from broker.core.keys import Keys
 from broker.core.saver import RedisCheckpointSaver
@@ -59,12 +69,31 @@ def _allowed(app: FastAPI, path: str) -> str:
     return ", ".join(sorted(methods))
 
 
+# probes and scrapes: no span of their own
+UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _spans() -> dict[str, Any]:
+    # FastAPI (0.165 and later) makes a server span per request once a tracer provider is
+    # set up; not also one per dependency, endpoint and serialization step
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        untraced = {"operation_spans": False, "exclude": lambda s: s["path"] in UNTRACED}
+        return {"telemetry": untraced}
+    return {}
+
+
+# the response headers a page on another origin may read
+EXPOSED = ["ETag", "Location", "Content-Location", "Retry-After"]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Builds the API; connections open in the lifespan, never at import."""
     settings = settings or get_settings()
     # refuse unusable keys, secrets and subscriptions now, not at the first request
     checked = config.check(settings, "api")
     keyring, webhook_config = checked.keyring, checked.webhooks
+    # spans go to the OTLP exporter, FastAPI's per request too (broker/core/telemetry.py)
+    telemetry.setup("api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -99,21 +128,56 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await saver_client.aclose()
             await queue.aclose()
             await client.aclose()
+            telemetry.flush()
 
     app = FastAPI(
         title="Interrupt broker",
         version="0.1.0",
         summary="Durable, shared LangGraph interrupts, answerable from anywhere.",
         lifespan=lifespan,
+        **_spans(),
     )
-    for module in (agents, runs, interrupts, stream, agui, links, admin, health, ui, metrics):
+    for module in (
+        agents,
+        runs,
+        interrupts,
+        bulk,
+        assignment,
+        undo,
+        stream,
+        agui,
+        links,
+        slack,
+        admin,
+        identity,
+        jwks,
+        health,
+        ui,
+        metrics,
+    ):
         app.include_router(module.router)
+    for router in langgraph_routers:
+        app.include_router(router)
     app.mount("/static", ui.assets, name="static")
     app.state.webhook_config = webhook_config
     app.state.keyring = keyring
-    app.add_middleware(AuthGate, keyring=keyring)
+    app.state.verifier = checked.verifier
+    app.state.slack = checked.slack
+    app.add_middleware(AuthGate, keyring=keyring, verifier=checked.verifier)
     # outermost: a Redis outage anywhere (the gate, a route, a stream) answers 503
     app.add_middleware(OutageGuard)
+    if settings.cors_origins:
+        # outside the gate: a preflight carries no key, and a refusal must be readable
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["*"],
+            expose_headers=EXPOSED,
+            max_age=600,
+        )
+    if settings.log_format == "json":
+        app.add_middleware(LogIds)
 
     @app.exception_handler(errors.BrokerError)
     async def broker_error(_: Request, exc: errors.BrokerError) -> JSONResponse:

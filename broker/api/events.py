@@ -256,7 +256,7 @@ async def follow_run(
     r: aioredis.Redis,
     hub: EventHub,
     log: str,
-    run_id: str,
+    owner: runlog.Owner,
     since: str,
     *,
     until: frozenset[str],
@@ -272,7 +272,7 @@ async def follow_run(
     """
 
     def mine(event: dict[str, Any]) -> bool:
-        return bool(event.get("run_id") == run_id)
+        return bool(event.get("run_id") == owner.run_id)
 
     sub = await hub.subscribe(mine, queue_max)
     last = since if since not in ("0", "") else "0-0"
@@ -281,7 +281,7 @@ async def follow_run(
             # (re)start from the stored log; what arrives live meanwhile is queued,
             # and the id check below drops what the replay already gave
             sub.reset()
-            async for eid, event in runlog.entries(r, log, last):
+            async for eid, event in runlog.entries(r, log, owner, last):
                 sub.check()
                 last = eid
                 yield eid, event

@@ -1,4 +1,5 @@
-"""The auth gate: every request needs a valid API key, except a short list of open paths.
+"""The auth gate: every request needs a valid API key, or a person's token (a JWT from the
+configured OpenID provider, ``broker/core/oidc.py``), except a short list of open paths.
 
 Being an ASGI middleware, it covers every route, including ones added later, so a new
 endpoint is closed until it is listed as open. It binds the request's principal (for
@@ -13,13 +14,27 @@ import re
 from typing import Any
 from urllib.parse import parse_qs
 
-from broker.core import auth
+from broker.core import auth, errors, oidc
 
 # Liveness and readiness, the API docs, the dashboard page and its assets (the page asks
-# for a key itself), and action links (their signed token is the credential).
-OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/favicon.ico", "/docs", "/redoc"})
+# for a key itself), how the dashboard signs people in, action links (their signed
+# token is the credential), and Slack's interactivity requests (signed by Slack).
+OPEN_PATHS = frozenset(
+    {
+        "/",
+        "/healthz",
+        "/readyz",
+        "/favicon.ico",
+        "/docs",
+        "/redoc",
+        "/auth/config",
+        "/.well-known/jwks.json",
+        "/slack/interactivity",
+    }
+)
 OPEN_PREFIXES = ("/openapi.json", "/docs/", "/static/", "/links/")
-# Browsers cannot set headers on EventSource or WebSocket: these accept ?api_key=.
+# Browsers cannot set headers on EventSource or WebSocket: these accept ?api_key= (a key,
+# or a person's token).
 QUERY_KEY_HTTP = re.compile(r"^/runs/[^/]+/events$")
 
 Scope = dict[str, Any]
@@ -34,7 +49,8 @@ def redact(path: str) -> str:
 
 
 class RedactCredentials(logging.Filter):
-    """Keeps ``?api_key=`` values and link tokens out of uvicorn's request logs."""
+    """Keeps ``?api_key=`` values (keys and people's tokens) and link tokens out of
+    uvicorn's request logs."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
@@ -64,9 +80,12 @@ def presented_key(scope: Scope) -> str | None:
 
 
 class AuthGate:
-    def __init__(self, app: Any, keyring: auth.KeyRing) -> None:
+    def __init__(
+        self, app: Any, keyring: auth.KeyRing, verifier: oidc.Verifier | None = None
+    ) -> None:
         self.app = app
         self.keyring = keyring
+        self.verifier = verifier
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket") or (
@@ -77,16 +96,19 @@ class AuthGate:
         presented = presented_key(scope)
         principal = self.keyring.authenticate(presented)
         if principal is None:
-            message = (
+            refusal = Refusal(
                 "this API key is not valid"
                 if presented
                 else "send an API key: `Authorization: Bearer <key>` or `X-API-Key: <key>`"
             )
-            if scope["type"] == "websocket":
-                await _refuse_websocket(receive, send, message)
-            else:
-                await _refuse_http(send, message)
-            return
+            if presented and oidc.looks_like_jwt(presented):
+                principal, refusal = await self._person(presented)
+            if principal is None:
+                if scope["type"] == "websocket":
+                    await _refuse_websocket(receive, send, refusal)
+                else:
+                    await _refuse_http(send, refusal)
+                return
         scope.setdefault("state", {})["principal"] = principal
         token = auth.bind(principal)
         try:
@@ -94,34 +116,71 @@ class AuthGate:
         finally:
             auth.unbind(token)
 
+    async def _person(self, token: str) -> tuple[auth.Principal | None, Refusal]:
+        """The principal of a person's token, or why it is refused."""
+        if self.verifier is None:
+            return None, Refusal(
+                "this bearer token is a JWT, but no OpenID provider is configured "
+                "(BROKER_OIDC_ISSUER); send an API key",
+                invalid_token=True,
+            )
+        try:
+            return await self.verifier.principal(token), Refusal("")
+        except oidc.InvalidToken as exc:
+            return None, Refusal(str(exc), invalid_token=True)
+        except oidc.ProviderUnavailable as exc:
+            return None, Refusal(str(exc), status=503, code="identity_provider_unavailable")
 
-def _error(message: str) -> bytes:
-    return json.dumps({"error": {"code": "unauthorized", "message": message}}).encode()
+
+class Refusal:
+    """Why the gate turns a request away: 401 ``unauthorized`` unless said otherwise."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        invalid_token: bool = False,
+        status: int = 401,
+        code: str = "unauthorized",
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.code = code
+        challenge = 'Bearer realm="interrupt-broker"'
+        if invalid_token:
+            # RFC 6750, 3: the description is a quoted string of printable ASCII
+            said = re.sub(r'[^\x20-\x7e]|["\\]', "'", message)[:300]
+            challenge += f', error="invalid_token", error_description="{said}"'
+        self.challenge = challenge
 
 
-async def _refuse_http(send: Any, message: str) -> None:
-    body = _error(message)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b'Bearer realm="interrupt-broker"'),
-            ],
-        }
-    )
+def _error(refusal: Refusal) -> bytes:
+    return json.dumps({"error": {"code": refusal.code, "message": refusal.message}}).encode()
+
+
+async def _refuse_http(send: Any, refusal: Refusal) -> None:
+    body = _error(refusal)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if refusal.status == 401:
+        headers.append((b"www-authenticate", refusal.challenge.encode()))
+    else:
+        headers.append((b"retry-after", str(errors.RETRY_AFTER_S).encode()))
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-async def _refuse_websocket(receive: Any, send: Any, message: str) -> None:
+async def _refuse_websocket(receive: Any, send: Any, refusal: Refusal) -> None:
     # accept first: a close before accept reaches a browser as a bare failed handshake,
     # with no way to read why
     connect = await receive()
     if connect.get("type") != "websocket.connect":
         return
     await send({"type": "websocket.accept"})
-    frame = {"type": "error", "code": "unauthorized", "message": message}
+    frame = {"type": "error", "code": refusal.code, "message": refusal.message}
     await send({"type": "websocket.send", "text": json.dumps(frame)})
-    await send({"type": "websocket.close", "code": 1008, "reason": "unauthorized"})
+    # 1008 policy violation; 1013 try again later, when the provider is unreachable
+    close = 1008 if refusal.status == 401 else 1013
+    await send({"type": "websocket.close", "code": close, "reason": refusal.code[:120]})

@@ -135,7 +135,12 @@ def form_body(fields: dict[str, str]) -> dict[str, Any]:
 
 
 SECURITY_SCHEMES = {
-    "bearer": {"type": "http", "scheme": "bearer", "description": "An API key."},
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key, or a person's access token (a JWT) from the configured "
+        "OpenID provider.",
+    },
     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     "apiKeyQuery": {
         "type": "apiKey",
@@ -145,7 +150,8 @@ SECURITY_SCHEMES = {
     },
 }
 UNAUTHORIZED = {
-    "description": "error.code: `unauthorized` (no API key, or one that matches none)",
+    "description": "error.code: `unauthorized` (no API key, one that matches none, or a "
+    "person's token that does not verify)",
     "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
     "content": {"application/json": {"schema": ERROR_REF}},
 }

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi.responses import HTMLResponse
 
+from broker.core.comments import MAX_CHARS
 from broker.core.shapes import Choice, is_hitl_request
 
 HEADERS = {
@@ -43,6 +44,12 @@ NOTICES: dict[str, tuple[int, str, str]] = {
         "Someone answered it already, or it expired or was cancelled; nothing changed.",
     ),
     "gone": (404, "This question no longer exists", "Nothing changed."),
+    "changed": (
+        412,
+        "This question changed since you opened it",
+        "What the agent asks now is not what this page showed, so your answer was not "
+        "sent and nothing changed. Open the link again to review the new version.",
+    ),
     "disabled": (404, "Action links are not enabled here", "Nothing changed."),
 }
 
@@ -85,26 +92,41 @@ def _action(action: Any) -> str:
     return f"{action.get('name')}: {json.dumps(action.get('args'), ensure_ascii=False)}"
 
 
-def confirm(value: Any, agent_id: str, choice: Choice, token: str) -> HTMLResponse:
-    """The page a GET shows: the question, the choice, and a button that answers."""
+def confirm(
+    value: Any, agent_id: str, choice: Choice, token: str, fingerprint: str = ""
+) -> HTMLResponse:
+    """The page a GET shows: the question, the choice, and a button that answers (only
+    the question shown: the form carries its fingerprint)."""
     field = (
         '<p><label for="answer">Your answer</label><br>'
         '<textarea id="answer" name="answer" required></textarea></p>'
         if choice.free
         else f"<p>Your choice: <strong>{escape(choice.label)}</strong></p>"
     )
+    why = "Reason" if choice.name == "reject" else "Comment"
+    note = (
+        f'<p><label for="comment">{why} (optional)</label><br>'
+        f'<textarea id="comment" name="comment" maxlength="{MAX_CHARS}"></textarea></p>'
+    )
     body = (
         f'<p class="muted">Agent {escape(agent_id)} asks:</p>{_question(value)}'
         f'<form method="post"><input type="hidden" name="token" value="{escape(token)}">'
-        f'{field}<button type="submit">{escape("Send" if choice.free else choice.label)}'
-        "</button></form>"
+        f'<input type="hidden" name="fingerprint" value="{escape(fingerprint)}">'
+        f'{field}{note}<button type="submit">'
+        f"{escape('Send' if choice.free else choice.label)}</button></form>"
     )
     return page("Confirm your answer", body)
 
 
-def done(choice: Choice) -> HTMLResponse:
+def done(choice: Choice, comment: str | None = None) -> HTMLResponse:
+    """The page after an accepted answer; ``comment``: the one recorded with it."""
     what = "Your answer was sent." if choice.free else f"You chose: {choice.label}."
-    return page("Thank you", f"<p>{escape(what)} The agent continues.</p>")
+    noted = (
+        f'<p>Your comment:</p><pre style="white-space:pre-wrap">{escape(comment)}</pre>'
+        if comment
+        else ""
+    )
+    return page("Thank you", f"<p>{escape(what)} The agent continues.</p>{noted}")
 
 
 def refused(message: str) -> HTMLResponse:

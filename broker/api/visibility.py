@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from broker.core import auth, errors, ids
+from broker.core import admission, auth, errors, ids
 from broker.core.records import InterruptRecord, RunRecord
 from broker.core.store import Store
 
@@ -50,15 +50,7 @@ async def run_view(store: Store, principal: auth.Principal, run_id: str) -> dict
 
 async def interrupt(store: Store, principal: auth.Principal, interrupt_id: str) -> InterruptRecord:
     """The interrupt, or InterruptNotFound for one the key may not see."""
-    try:
-        h = await store.interrupt(interrupt_id)
-    except errors.InterruptRecordExpired as exc:
-        if not principal.sees(exc.agent_id):
-            raise errors.InterruptNotFound(f"no interrupt with id {interrupt_id!r}") from None
-        raise
-    if not principal.sees(h.agent_id):
-        raise errors.InterruptNotFound(f"no interrupt with id {interrupt_id!r}")
-    return h
+    return await admission.visible(store, principal, interrupt_id)
 
 
 async def thread(store: Store, principal: auth.Principal, thread_id: str, agent_id: str) -> None:

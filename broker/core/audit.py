@@ -5,7 +5,8 @@ the step that decides the interrupt (its accepted answer, or its deadline) is wr
 the resolve (or expire) script in the same step as the resolution, and kept under a key
 of its own too, so no number of refusals after it trims it away; a refusal's entry is
 written when the refusal is decided (``Store.append_audit``). The log, and the deciding
-entry, expire with the interrupt. Entries hold a hash of the payload, not the payload.
+entry, expire with the interrupt. Entries hold a hash of the payload, not the payload, and
+the comment given with the answer, if any.
 """
 
 from __future__ import annotations
@@ -36,15 +37,25 @@ def entry(
     outcome: str,
     payload_digest: str | None,
     at_ms: int | None = None,
+    person: dict[str, Any] | None = None,
+    comment: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    """One attempt: ``actor`` names who answered (the person, the name a key gave in
+    ``resolved_by``, or the key), ``key_id`` the key, ``person`` the verified person
+    (``auth.Person.record()``) when a person's token authenticated it, ``comment`` the
+    note given with the answer (only entries that have one carry it)."""
+    item = {
         "at": iso(at_ms or now_ms()),
         "actor": actor,
         "key_id": key_id,
+        "person": person,
         "channel": channel,
         "outcome": outcome,
         "payload_sha256": payload_digest,
     }
+    if comment is not None:
+        item["comment"] = comment  # at most 2000 characters
+    return item
 
 
 async def read(r: aioredis.Redis, keys: Keys, interrupt_id: str) -> list[dict[str, Any]]:

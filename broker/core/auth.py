@@ -1,4 +1,4 @@
-"""API keys, their scopes, and the principal a request acts as.
+"""API keys, their scopes, and the principal a request acts as: a key, or a person.
 
 Keys are configured (``BROKER_API_KEYS`` or ``BROKER_API_KEYS_FILE``) and held only as
 SHA-256 digests; a presented key is hashed and compared with every digest in constant
@@ -21,8 +21,12 @@ from broker.core.settings import Settings, json_list
 READ = "interrupts:read"
 RESOLVE = "interrupts:resolve"
 RUNS_WRITE = "runs:write"
+ON_BEHALF = "interrupts:on_behalf"
+"""A service key that answers for a person names them in ``resolved_by``."""
+ASSIGN = "interrupts:assign"
+"""Changes who may answer an interrupt (``POST /interrupts/{id}/assign``)."""
 ADMIN = "admin"
-SCOPES = (READ, RESOLVE, RUNS_WRITE, ADMIN)
+SCOPES = (READ, RESOLVE, RUNS_WRITE, ON_BEHALF, ASSIGN, ADMIN)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -31,13 +35,40 @@ class KeyConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class Person:
+    """A person, as the configured OpenID provider's verified token names them."""
+
+    subject: str
+    issuer: str
+    email: str | None = None
+    name: str | None = None
+    groups: frozenset[str] = frozenset()
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The assignee names that designate this person: ``user:<subject>``,
+        ``user:<email>`` and ``group:<group>`` for each of their groups."""
+        out = {f"user:{self.subject}"} | {f"group:{g}" for g in self.groups}
+        if self.email:
+            out.add(f"user:{self.email}")
+        return frozenset(out)
+
+    def record(self) -> dict[str, Any]:
+        """The person as an answer, an assignment or an audit entry records them."""
+        return {"sub": self.subject, "iss": self.issuer, "email": self.email, "name": self.name}
+
+
+@dataclass(frozen=True)
 class Principal:
-    """Who a request acts as: a key's id, its scopes, and the agents it may see."""
+    """Who a request acts as: a key's id or a person, the scopes, and the agents it may
+    see."""
 
     key_id: str | None
     scopes: frozenset[str]
     agents: frozenset[str] | None = None
     """None: every agent."""
+    person: Person | None = None
+    """Set when a person's token, not an API key, authenticated the request."""
 
     def allows(self, scope: str) -> bool:
         return ADMIN in self.scopes or scope in self.scopes
@@ -47,6 +78,8 @@ class Principal:
 
     @property
     def actor(self) -> str:
+        if self.person is not None:
+            return self.person.email or self.person.subject
         return self.key_id or "anonymous"
 
 

@@ -1,12 +1,13 @@
 """The channel contract: every way in (REST, AG-UI, action links, the deadline pass)
 answers and cancels through these functions and nothing else.
 
-``answer`` takes one answer in this order: the interrupt must exist and be visible to
-the principal (404 otherwise, so a key limited to other agents learns nothing), the
-principal must hold the resolve scope (403), the answer must meet the interrupt's
-contracts (422), and then the resolve transition accepts it if the interrupt is still
-pending and before its deadline; the run's job is queued after. Every attempt past the
-first step lands in the interrupt's audit log: the accepted one inside the transition.
+``answer`` takes one answer once it passes the checks of broker/core/admission.py
+(visibility, comment, scopes, assignment, the answer's contracts); then the resolve
+transition accepts it if the interrupt is still pending and before its deadline, and
+(when assigned) still assigned to the principal; the run's job is queued after. Every
+attempt past the first step lands in the interrupt's audit log: the accepted one inside
+the transition. An interrupt decided by several people (a quorum or a chain) takes each
+answer as a vote instead (broker/core/votes.py).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from broker.core import audit, auth, errors, jobs, schemas
+from broker.core import admission, audit, auth, errors, jobs, receipts, schemas, undo, votes
 from broker.core.codec import dumps, iso, loads, now_ms
 from broker.core.ids import is_id
 from broker.core.jobs import abort_job, enqueue_advance
+from broker.core.metrics import ACCEPTED, REPLAYED, count, refusals
 from broker.core.records import Channel, InterruptRecord, InterruptStatus, RunStatus
 from broker.core.store import Store
+from broker.core.telemetry import bind, resolving, waited
 
 log = logging.getLogger("broker.channel")
 
@@ -40,6 +43,7 @@ def _who(principal: auth.Principal | None) -> auth.Principal:
     return principal or auth.current() or auth.SYSTEM
 
 
+@refusals
 async def answer(
     store: Store,
     queue: ArqRedis,
@@ -51,19 +55,34 @@ async def answer(
     resolved_by: str | None = None,
     idempotency_key: str | None = None,
     single_use: SingleUse | None = None,
+    comment: str | None = None,
+    if_match: list[str] | None = None,
 ) -> dict[str, Any]:
     """Accepts the first valid answer to a pending interrupt and queues its run; returns
-    the resolved interrupt. A retry with the same idempotency key gets the same body."""
+    the resolved interrupt. A retry with the same idempotency key gets the same body.
+    ``comment``, the person's note on the answer, is kept with the resolution; on a
+    tool review it is the reason of a reject that gives none. ``if_match``: the
+    fingerprints of the question the answer was given to (``fingerprint.tags``; None:
+    any), one of which it must still have as the answer is accepted."""
     who = _who(principal)
-    h = await _checked(store, interrupt_id, value, resolved_by, channel, who)
-    # the run's job is queued by the resolve itself: an accepted answer is never left
-    # without one (the reconciler stays the net for a job lost after it)
-    job = jobs.advance(queue, store, h.run_id, interrupt_id, (h.thread_id, h.agent_id))
-    return await _resolve(
-        store, h, value, resolved_by, channel, idempotency_key, who, single_use, job
+    h, value, comment = await admission.checked(
+        store, interrupt_id, value, resolved_by, channel, who, comment, if_match=if_match
     )
+    bind(run_id=h.run_id, thread_id=h.thread_id, agent_id=h.agent_id, interrupt_id=h.id)
+    with resolving(h, channel):
+        # the run's job is queued by the resolve itself: an accepted answer is never left
+        # without one (the reconciler stays the net for a job lost after it)
+        job = jobs.advance(queue, store, h.run_id, interrupt_id, (h.thread_id, h.agent_id))
+        bound = h.fingerprint if if_match is not None else None
+        if h.rule is not None:
+            return await votes.cast(
+                store, h, value, who, channel, resolved_by, comment, job, bound, _resolution
+            )
+        args = (idempotency_key, who, single_use, job, comment, bound)
+        return await _resolve(store, h, value, resolved_by, channel, *args)
 
 
+@refusals
 async def answer_many(
     store: Store,
     queue: ArqRedis,
@@ -72,24 +91,48 @@ async def answer_many(
     channel: Channel,
     principal: auth.Principal | None = None,
     resolved_by: str | None = None,
+    if_match: dict[str, list[str]] | None = None,
 ) -> int:
     """Answers several interrupts of one run (AG-UI ``resume[]``): every answer is checked
     before any is recorded, so a bad one changes nothing; the run is queued once.
-    Returns how many were accepted."""
+    ``if_match``: by interrupt id, the fingerprints its answer is bound to (as
+    ``answer``). Returns how many were accepted."""
     who = _who(principal)
+    bound = if_match or {}
     for h, value in answers:
-        await _checked(store, h.id, value, resolved_by, channel, who, h)
-    accepted = 0
-    try:
-        for h, value in answers:
-            await _resolve(store, h, value, resolved_by, channel, None, who, None)
-            accepted += 1
-    finally:
-        if accepted:
-            # named for an interrupt of the batch: a later batch on the run is a new job
-            first = answers[0][0]
-            where = (first.thread_id, first.agent_id)
-            await enqueue_advance(queue, store, first.run_id, f"{channel}:{first.id}", where)
+        await admission.checked(
+            store, h.id, value, resolved_by, channel, who, None, h, if_match=bound.get(h.id)
+        )
+    with resolving(answers[0][0] if answers else None, channel):
+        accepted = now = 0
+        try:
+            for h, value in answers:
+                fp = h.fingerprint if h.id in bound else None
+                if h.rule is not None:
+                    await votes.cast(
+                        store, h, value, who, channel, resolved_by, None, None, fp, _resolution
+                    )
+                    now += 1
+                elif h.undo_ms:
+                    # held: its own job, queued by the resolve for the window's close (and
+                    # removed by a withdrawal), as a single answer's is
+                    where = (h.thread_id, h.agent_id)
+                    job = jobs.advance(queue, store, h.run_id, h.id, where)
+                    await _resolve(
+                        store, h, value, resolved_by, channel, None, who, None, job, None, fp
+                    )
+                else:
+                    await _resolve(
+                        store, h, value, resolved_by, channel, None, who, None, fingerprint=fp
+                    )
+                    now += 1
+                accepted += 1
+        finally:
+            if now:
+                # named for an interrupt of the batch: a later batch on the run is a new job
+                first = answers[0][0]
+                where = (first.thread_id, first.agent_id)
+                await enqueue_advance(queue, store, first.run_id, f"{channel}:{first.id}", where)
     return accepted
 
 
@@ -117,6 +160,7 @@ async def refuse(
 ) -> None:
     """Audits an attempt refused before it reached ``answer`` (an unreadable body, an
     expired link); ``outcome`` is the error code the caller got."""
+    count(channel, outcome)
     who = _who(principal)
     if not is_id(interrupt_id):
         return  # names no interrupt
@@ -131,16 +175,20 @@ async def refuse(
         channel=channel,
         outcome=outcome,
         payload_digest=payload_digest,
+        person=admission.person(who),
     )
     await store.append_audit(interrupt_id, item)
 
 
-async def expire(store: Store, queue: ArqRedis, interrupt_id: str, now: int) -> bool:
+async def expire(
+    store: Store, queue: ArqRedis, interrupt_id: str, now: int, h: InterruptRecord | None = None
+) -> bool:
     """The deadline pass: expires one due interrupt with its declared outcome; True when
     this call expired it. A default answer is checked like any other, and queues the
-    run; an invalid default, or none, fails (or cancels) the run in the same step."""
+    run; an invalid default, or none, fails (or cancels) the run in the same step.
+    ``h``: the interrupt as the caller just read it."""
     try:
-        h = await store.interrupt(interrupt_id)
+        h = h or await store.interrupt(interrupt_id)
     except errors.InterruptNotFound:
         await store.drop_deadline(interrupt_id)
         return False
@@ -155,15 +203,12 @@ async def expire(store: Store, queue: ArqRedis, interrupt_id: str, now: int) -> 
             log.error("interrupt %s: default answer is invalid (%s); failing", interrupt_id, exc)
             on_expire, outcome = "fail", exc.code
         else:
-            resolution = _resolution(h.expiry_default, "expiry", Channel.EXPIRY, None, now)
+            resolution = _resolution(
+                store, h, h.expiry_default, "expiry", Channel.EXPIRY, None, now, comment=None
+            )
             outcome = audit.ACCEPTED
     end = {"fail": RunStatus.FAILED, "cancel": RunStatus.CANCELLED}.get(on_expire)
-    event = {
-        "interrupt_id": interrupt_id,
-        "type": h.type,
-        "on_expire": on_expire,
-        "resolution": resolution,
-    }
+    event = dict(interrupt_id=interrupt_id, type=h.type, on_expire=on_expire, resolution=resolution)
     entry = audit.entry(
         actor="expiry",
         key_id=None,
@@ -172,11 +217,8 @@ async def expire(store: Store, queue: ArqRedis, interrupt_id: str, now: int) -> 
         payload_digest=audit.payload_sha256(resolution["value"]) if resolution else None,
         at_ms=now,
     )
-    error = (
-        {"message": f"interrupt {interrupt_id} expired without an answer"}
-        if end == RunStatus.FAILED
-        else None
-    )
+    failed = end == RunStatus.FAILED
+    error = {"message": f"interrupt {interrupt_id} expired without an answer"} if failed else None
     result, run_id, job_id = await store.expire_script(
         interrupt_id,
         resolution=resolution,
@@ -190,6 +232,7 @@ async def expire(store: Store, queue: ArqRedis, interrupt_id: str, now: int) -> 
         return False
     log.info("interrupt %s expired: %s", interrupt_id, on_expire)
     if end is None:
+        count(Channel.EXPIRY, ACCEPTED)  # the default answer
         await enqueue_advance(queue, store, run_id, f"expiry:{interrupt_id}")
     else:
         await abort_job(queue, store, job_id)  # a worker executing the run stops it
@@ -197,60 +240,35 @@ async def expire(store: Store, queue: ArqRedis, interrupt_id: str, now: int) -> 
 
 
 def _resolution(
-    value: Any, resolved_by: str | None, channel: Channel, key_id: str | None, ts: int
+    store: Store,
+    h: InterruptRecord,
+    value: Any,
+    resolved_by: str | None,
+    channel: Channel,
+    who: auth.Principal | None,
+    ts: int,
+    *,
+    comment: str | None,
+    votes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """The resolution to record, with its signed receipt (null when receipts are off);
+    ``votes``, those that decided it, when its interrupt is decided by votes."""
+    resolution: dict[str, Any] = {
         "value": value,
         "resolved_by": resolved_by,
         "resolved_at": iso(ts),
         "channel": channel.value,
-        "key_id": key_id,
+        "key_id": who.key_id if who else None,
+        "person": admission.person(who),
+        "comment": comment,
+        "receipt": None,
     }
-
-
-async def _checked(
-    store: Store,
-    interrupt_id: str,
-    value: Any,
-    resolved_by: str | None,
-    channel: Channel,
-    who: auth.Principal,
-    h: InterruptRecord | None = None,
-) -> InterruptRecord:
-    """The interrupt, once visibility, scope and the answer's contracts pass; a refusal
-    of a visible interrupt is audited."""
-    h = h or await store.interrupt(interrupt_id)
-    if not who.sees(h.agent_id):
-        raise errors.InterruptNotFound(f"no interrupt with id {interrupt_id!r}")
-    try:
-        if not who.allows(auth.RESOLVE):
-            raise errors.Forbidden(
-                f"the API key {who.actor!r} lacks the {auth.RESOLVE!r} scope", scope=auth.RESOLVE
-            )
-        schemas.check_answer(h.value, h.response_schema, value)
-    except errors.BrokerError as exc:
-        await _audit_refusal(store, h.id, value, resolved_by, channel, who, exc.code)
-        raise
-    return h
-
-
-async def _audit_refusal(
-    store: Store,
-    interrupt_id: str,
-    value: Any,
-    resolved_by: str | None,
-    channel: Channel,
-    who: auth.Principal,
-    outcome: str,
-) -> None:
-    item = audit.entry(
-        actor=resolved_by or who.actor,
-        key_id=who.key_id,
-        channel=channel,
-        outcome=outcome,
-        payload_digest=audit.payload_sha256(value),
-    )
-    await store.append_audit(interrupt_id, item)
+    if votes is not None:
+        resolution["votes"] = votes
+    keys = store.receipts
+    if keys.signer is not None:
+        resolution["receipt"] = keys.sign(receipts.claims(h, resolution, ts, keys.issuer))
+    return resolution
 
 
 async def _resolve(
@@ -263,20 +281,32 @@ async def _resolve(
     who: auth.Principal,
     single_use: SingleUse | None,
     job: jobs.Job | None = None,
+    comment: str | None = None,
+    fingerprint: str | None = None,
 ) -> dict[str, Any]:
     ts = now_ms()
-    resolution = _resolution(value, resolved_by, channel, who.key_id, ts)
+    resolution = _resolution(store, h, value, resolved_by, channel, who, ts, comment=comment)
     response = {
         **h.view(),
         "status": InterruptStatus.RESOLVED.value,
         "resolution": resolution,
         "updated_at": iso(ts),
     }
+    hold = None
+    if h.undo_ms:
+        # held in its undo window: accepted now, the run resumes when the window closes
+        held_until = ts + h.undo_ms
+        response["status"] = InterruptStatus.ACCEPTED.value
+        response["undo"] = {"undo_s": h.undo_ms / 1000, "held_until": iso(held_until)}
+        hold = (held_until, undo.author(who), undo.accepted_event(h, resolution, held_until))
     idempotency = None
     if idempotency_key:
+        # the comment joins the digest only when given: digests stored before comments
+        # existed stay valid
+        answered = [value, resolved_by, *([comment] if comment is not None else [])]
         idempotency = (
             hashlib.sha256(idempotency_key.encode()).hexdigest()[:32],
-            hashlib.sha256(dumps([value, resolved_by]).encode()).hexdigest(),
+            hashlib.sha256(dumps(answered).encode()).hexdigest(),
         )
     attempt = audit.entry(
         actor=resolved_by or who.actor,
@@ -285,6 +315,8 @@ async def _resolve(
         outcome=audit.ACCEPTED,
         payload_digest=audit.payload_sha256(value),
         at_ms=ts,
+        person=admission.person(who),
+        comment=comment,
     )
     try:
         res = await store.resolve_script(
@@ -296,47 +328,20 @@ async def _resolve(
             audit_entry=attempt,
             single_use=(single_use.nonce, single_use.ttl_ms) if single_use else None,
             job=(job.keys, [job.job_id, job.payload, job.ttl_ms, job.wake]) if job else None,
+            answerer=admission.answerer(who, channel),
+            fingerprint=fingerprint,
+            hold=hold,
         )
+        if res[0] == "ok":
+            waited(h)
         if res[0] == "idempotent" and loads(res[1])["digest"] == (idempotency or ("", ""))[1]:
             replay = {**attempt, "at": iso(now_ms()), "outcome": "replayed"}
             await store.append_audit(h.id, replay)
-        return _outcome(h.id, res, idempotency[1] if idempotency else "", response)
+        view = admission.outcome(h.id, res, idempotency[1] if idempotency else "", response)
+        count(channel, REPLAYED if res[0] == "idempotent" else ACCEPTED)
+        return view
     except errors.BrokerError as exc:
-        await _audit_refusal(store, h.id, value, resolved_by, channel, who, exc.code)
+        await admission.audit_refusal(
+            store, h.id, value, resolved_by, channel, who, exc.code, comment
+        )
         raise
-
-
-def _outcome(
-    interrupt_id: str, res: list[Any], payload_digest: str, response: dict[str, Any]
-) -> dict[str, Any]:
-    outcome = res[0]
-    if outcome == "ok":
-        return response
-    if outcome == "idempotent":
-        stored = loads(res[1])
-        if stored["digest"] != payload_digest:
-            raise errors.IdempotencyKeyReused(
-                "this Idempotency-Key was already used with a different answer; "
-                "use a new key for a new answer"
-            )
-        body: dict[str, Any] = stored["body"]
-        return body
-    if outcome == "not_found":
-        raise errors.InterruptNotFound(f"no interrupt with id {interrupt_id!r}")
-    if outcome == "used":
-        raise errors.LinkUsed("this link was already used; each link answers once")
-    if outcome == "expired":
-        raise errors.InterruptExpired(f"interrupt {interrupt_id} expired; it takes no answers")
-    status, winner = res[1], loads(res[2])
-    if status == "resolved":
-        raise errors.AlreadyResolved(
-            f"interrupt {interrupt_id} was already answered", resolution=winner
-        )
-    if status == "expired":
-        raise errors.InterruptExpired(
-            f"interrupt {interrupt_id} expired; it takes no answers", resolution=winner
-        )
-    raise errors.InterruptClosed(
-        f"interrupt {interrupt_id} is {status}; its run no longer waits for it",
-        status=status,
-    )

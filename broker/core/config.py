@@ -9,7 +9,23 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from broker.core import auth, connections, durable, expiry, links, webhooks
+from broker.core import (
+    assignment,
+    auth,
+    connections,
+    durable,
+    escalation,
+    expiry,
+    links,
+    mail,
+    oidc,
+    receipts,
+    rules,
+    slack,
+    telemetry,
+    undo,
+    webhooks,
+)
 from broker.core.settings import Settings
 
 log = logging.getLogger("broker.core.config")
@@ -24,6 +40,12 @@ class Checked:
     keyring: auth.KeyRing
     webhooks: dict[str, webhooks.Subscription]
     link_key: bytes | None
+    verifier: oidc.Verifier | None = None
+    """Set when people sign in with an OpenID provider's tokens."""
+    email: tuple[mail.Route, ...] = ()
+    """Who is emailed about new interrupts; empty when email is off."""
+    slack: slack.Slack | None = None
+    """Slack as configured (broker/core/slack.py); None when it is off."""
 
 
 def check(settings: Settings, process: Process) -> Checked:
@@ -40,12 +62,29 @@ def check(settings: Settings, process: Process) -> Checked:
     keyring = auth.KeyRing.from_settings(settings)
     subscriptions = webhooks.configured(settings)
     link_key = links.secret_key(settings)
+    email = mail.configured(settings, links_on=link_key is not None)
+    slack_on = slack.configured()
     expiry.rules(settings.expiry)
-    if process == "api" and keyring.enabled and not keyring.keys:
+    escalation.rules(settings.escalation)
+    assignment.rules(settings.assignment)
+    rules.configured(settings.approval_rules)
+    undo.rules(settings.undo)
+    telemetry.wanted()  # an OTLP exporter or protocol the broker does not have
+    verifier = _oidc(settings)
+    if receipts.load(settings).signer is None:
+        log.warning(
+            "decision receipts are off: answers carry no signed receipt, and agents that "
+            "require one (tool_approval's send_email) refuse to act. Set "
+            "BROKER_RECEIPT_KEYS (or BROKER_RECEIPT_KEYS_FILE) to a JSON list such as "
+            '[{"kid": "2026-01", "private_key": "<PEM or base64url seed>"}]; make a key with %s',
+            receipts.HOW_TO_MAKE,
+        )
+    if process == "api" and keyring.enabled and not keyring.keys and verifier is None:
         raise ValueError(
             "no API keys are configured, and without keys nobody could use the API. "
             "Set BROKER_API_KEYS (or BROKER_API_KEYS_FILE) to a JSON list such as "
             '[{"id": "ops", "key_sha256": "<sha256 hex of the key>", "scopes": ["admin"]}], '
+            "set BROKER_OIDC_ISSUER and BROKER_OIDC_AUDIENCE so people sign in, "
             "or set BROKER_AUTH=off to serve without authentication (trusted networks only)."
         )
     if link_key and not settings.dev and "127.0.0.1" in settings.public_url:
@@ -62,4 +101,27 @@ def check(settings: Settings, process: Process) -> Checked:
             settings.retention_s,
             settings.checkpoint_ttl_s,
         )
-    return Checked(keyring, subscriptions, link_key)
+    return Checked(keyring, subscriptions, link_key, verifier, email, slack_on)
+
+
+def _oidc(settings: Settings) -> oidc.Verifier | None:
+    if settings.oidc_issuer:
+        return oidc.Verifier(settings)
+    oidc.scopes(settings)
+    oidc.group_scopes(settings)
+    stray = [
+        name
+        for name, value in (
+            ("BROKER_OIDC_AUDIENCE", settings.oidc_audience),
+            ("BROKER_OIDC_GROUP_SCOPES", settings.oidc_group_scopes),
+            ("BROKER_OIDC_JWKS_URL", settings.oidc_jwks_url),
+            ("BROKER_OIDC_CLIENT_ID", settings.oidc_client_id),
+        )
+        if value
+    ]
+    if stray:
+        raise ValueError(
+            f"{', '.join(stray)} set without BROKER_OIDC_ISSUER: set the provider's issuer "
+            "too, or unset them"
+        )
+    return None

@@ -144,6 +144,71 @@ class Forbidden(BrokerError):
     code = "forbidden"
 
 
+class NotAuthor(BrokerError):
+    """Only the one who gave a held answer (or a key answering on behalf of people)
+    withdraws it."""
+
+    status_code = 403
+    code = "not_author"
+
+
+class NotHeld(BrokerError):
+    """Nothing to withdraw: the interrupt holds no answer in an undo window."""
+
+    status_code = 409
+    code = "not_held"
+
+
+class UndoWindowClosed(BrokerError):
+    """The held answer's undo window has closed: the run resumes with it."""
+
+    status_code = 409
+    code = "undo_window_closed"
+
+
+class NotAssignee(BrokerError):
+    """The interrupt names who may answer it, and the caller is not among them."""
+
+    status_code = 403
+    code = "not_assignee"
+
+
+class NotEligible(BrokerError):
+    """The interrupt is decided by votes (broker/core/rules.py) of others."""
+
+    status_code = 403
+    code = "not_eligible"
+
+
+class NotYourTurn(BrokerError):
+    """A chain's vote by someone other than its current step (broker/core/rules.py)."""
+
+    status_code = 403
+    code = "not_your_turn"
+
+
+class AlreadyVoted(BrokerError):
+    """This person's vote on the interrupt is already recorded; each votes once."""
+
+    status_code = 409
+    code = "already_voted"
+
+
+class FingerprintMismatch(BrokerError):
+    """The answer was given to another version of the question than the interrupt now
+    asks (``If-Match``); ``fingerprint`` is the current one. Read it again, then answer."""
+
+    status_code = 412
+    code = "fingerprint_mismatch"
+
+
+class SlackOff(BrokerError):
+    """Slack is not configured (broker/core/slack.py)."""
+
+    status_code = 404
+    code = "slack_off"
+
+
 class LinkUsed(BrokerError):
     """An action link was already used once."""
 

@@ -22,6 +22,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from broker.core.settings import parsed_once
+
 log = logging.getLogger("broker.core.expiry")
 
 ON_EXPIRE = ("resume", "fail", "cancel")
@@ -50,6 +52,7 @@ def parse(decl: dict[str, Any], where: str) -> Expiry:
     return Expiry(float(seconds), on_expire, None if default is _NO_DEFAULT else default)
 
 
+@parsed_once
 def rules(config: list[Any] | None) -> tuple[tuple[str | None, str | None, Expiry], ...]:
     """The configured rules (``BROKER_EXPIRY``): (agent or None, type or None, expiry)."""
     out = []

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from arq.connections import ArqRedis
 from arq.jobs import serialize_job
 
+from broker.core import telemetry
 from broker.core.codec import now_ms
 from broker.core.store import Store
 from broker.core.store._prelude import QUEUE_JOB
@@ -39,9 +40,12 @@ class Job:
 
 
 def job(queue: ArqRedis, store: Store, function: str, job_id: str, *args: object) -> Job:
-    """``function(*args)`` as arq job ``job_id``, as ``ArqRedis.enqueue_job`` writes it."""
+    """``function(*args)`` as arq job ``job_id``, as ``ArqRedis.enqueue_job`` writes it;
+    while tracing is on, with the trace context in its kwargs (``trace``)."""
     k = store.keys
-    payload = serialize_job(function, args, {}, None, now_ms(), serializer=queue.job_serializer)
+    carrier = telemetry.queued(function, job_id)
+    kwargs = {"trace": carrier} if carrier else {}
+    payload = serialize_job(function, args, kwargs, None, now_ms(), serializer=queue.job_serializer)
     keys = [k.arq_job_prefix + job_id, k.arq_result_prefix + job_id, k.queue, k.wake_channel]
     wake = "1" if store.settings.wake_workers else "0"
     return Job(keys, job_id, payload, queue.expires_extra_ms, wake)
@@ -69,6 +73,17 @@ def advance_job_id(run_id: str, reason: str, where: tuple[str, str] | None = Non
     or ``/`` (broker/core/ids.py, agent/registry.py)."""
     job_id = f"advance:{run_id}:{reason}"
     return f"{job_id}|{where[0]}/{where[1]}" if where else job_id
+
+
+def job_ids(job_id: str) -> dict[str, str]:
+    """The run, thread and agent ids an advance job's id names, for its log lines."""
+    ids = {"job_id": job_id}
+    if job_id.startswith("advance:"):
+        ids["run_id"] = job_id.split(":", 2)[1]
+        where = job_where(job_id)
+        if where is not None:
+            ids["thread_id"], ids["agent_id"] = where
+    return ids
 
 
 def job_where(job_id: str) -> tuple[str, str] | None:

@@ -22,6 +22,7 @@ _LUA_KEYS: dict[str, tuple[str, int]] = {
     "k_iagent": ("interrupts_by_agent", 2),
     "k_ithread": ("interrupts_by_thread", 2),
     "k_itype": ("interrupts_by_type", 2),
+    "k_iassignee": ("interrupts_by_assignee", 2),
     "k_run_interrupts": ("run_interrupts", 1),
     "k_run_open": ("run_open", 1),
     "k_audit": ("audit", 1),
@@ -37,6 +38,8 @@ _LUA_KEYS: dict[str, tuple[str, int]] = {
     "K_SCRATCH": ("retention_scratch", 0),
     "k_gone_run": ("run_tombstone", 1),
     "k_gone_interrupt": ("interrupt_tombstone", 1),
+    "k_thread_record": ("thread_record", 1),
+    "K_THREAD_RECORDS": ("thread_records", 0),
 }
 _MARK = re.compile("\x00(\\d)\x00")
 
@@ -76,6 +79,12 @@ class Keys:
     def interrupts_by_type(self, status: str, itype: str) -> str:
         return f"{self.prefix}:interrupts:{status}:type:{itype}"
 
+    def interrupts_by_assignee(self, status: str, name: str) -> str:
+        """The interrupts naming ``name`` (``user:…``, ``group:…``) among their assignees;
+        only pending ones are indexed so (an interrupt leaves it in the step that moves it
+        out of pending)."""
+        return f"{self.prefix}:interrupts:{status}:assignee:{name}"
+
     def run_interrupts(self, run_id: str) -> str:
         """Every interrupt a run has raised, in order (for listing, never a hot path)."""
         return f"{self.prefix}:run:{run_id}:interrupts"
@@ -113,6 +122,10 @@ class Keys:
     def link_used(self, nonce: str) -> str:
         """Set when an action link is used; it lives until the link would have expired."""
         return f"{self.prefix}:link:used:{nonce}"
+
+    def slack_message(self, interrupt_id: str) -> str:
+        """Hash of the Slack message asking the interrupt: its ``channel`` and ``ts``."""
+        return f"{self.prefix}:slack:msg:{interrupt_id}"
 
     # -- webhooks -----------------------------------------------------------------
     @property
@@ -156,6 +169,15 @@ class Keys:
     def thread_active_run(self, thread_id: str) -> str:
         """The one run that may be active (queued, running, interrupted) on a thread."""
         return f"{self.prefix}:thread:{thread_id}:active"
+
+    def thread_record(self, thread_id: str) -> str:
+        """A thread made before any run (LangGraph's ``POST /threads``): its metadata."""
+        return f"{self.prefix}:thread:{thread_id}:record"
+
+    @property
+    def thread_records(self) -> str:
+        """The threads made before any run, by creation time (their searches)."""
+        return f"{self.prefix}:threads:records"
 
     def thread_lease(self, thread_id: str) -> str:
         """The lease of the worker executing the graph on this thread: its token

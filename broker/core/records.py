@@ -28,6 +28,8 @@ TERMINAL_RUN_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunSta
 
 class InterruptStatus(StrEnum):
     PENDING = "pending"
+    ACCEPTED = "accepted"
+    """Answered, the answer held in its undo window (broker/core/undo.py)."""
     RESOLVED = "resolved"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
@@ -38,7 +40,9 @@ class Channel(StrEnum):
 
     REST = "rest"
     AGUI = "agui"
+    LANGGRAPH = "langgraph"
     LINK = "link"
+    SLACK = "slack"
     EXPIRY = "expiry"
 
 
@@ -60,6 +64,8 @@ class RunRecord:
     job_id: str | None = None
     output: Any = None
     error: Any = None
+    trace: str = ""
+    """The ``traceparent`` of the run's root span (broker/core/telemetry.py); "" untraced."""
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> RunRecord:
@@ -80,6 +86,7 @@ class RunRecord:
             job_id=h.get("job_id") or None,
             output=loads(h.get("output")),
             error=loads(h.get("error")),
+            trace=h.get("trace", ""),
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -94,6 +101,7 @@ class RunRecord:
             "attempts": str(self.attempts),
             "created_ms": str(self.created_ms),
             "updated_ms": str(self.updated_ms),
+            **({"trace": self.trace} if self.trace else {}),
         }
 
     def view(self, pending: list[str]) -> dict[str, Any]:
@@ -133,6 +141,41 @@ class InterruptRecord:
     resolution: dict[str, Any] | None = None
     applied: bool = False
     seq: int = 0
+    assignees: tuple[str, ...] = ()
+    """Who may answer (broker/core/assignment.py); none: anyone with the resolve scope."""
+    watchers: tuple[str, ...] = ()
+    fingerprint: str = ""
+    """What an answer is bound to (broker/core/fingerprint.py); "" for records made
+    before fingerprints."""
+    rule: dict[str, Any] | None = None
+    """Its decision rule (broker/core/rules.py); None: the first answer decides."""
+    votes: tuple[dict[str, Any], ...] = ()
+    escalation: tuple[dict[str, Any], ...] = ()
+    """The intermediate steps of its ladder (broker/core/escalation.py), each with the
+    time it is due (``at_ms``); the last step, when it ends the wait, is its expiry."""
+    escalation_next: int = 0
+    """How many of them have run."""
+    undo_ms: int = 0
+    """Its undo window (broker/core/undo.py); 0: an answer is final at once."""
+    held_until_ms: int | None = None
+    """While ``accepted``: when the window closes."""
+    held_by: str = ""
+    """While ``accepted``: who may withdraw the answer (``undo.author``)."""
+    trace: str = ""
+    """The ``traceparent`` of the attempt that raised it; "" untraced."""
+
+    @property
+    def next_step(self) -> dict[str, Any] | None:
+        """The ladder's next intermediate step, if one is left."""
+        if self.escalation_next < len(self.escalation):
+            return self.escalation[self.escalation_next]
+        return None
+
+    @property
+    def deadline_ms(self) -> int | None:
+        """When the deadline pass next acts on it: its next step, else its expiry."""
+        step = self.next_step
+        return int(step["at_ms"]) if step else self.expires_at_ms
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> InterruptRecord:
@@ -154,10 +197,22 @@ class InterruptRecord:
             resolution=loads(h.get("resolution")),
             applied=h.get("applied") == "1",
             seq=int(h.get("seq") or 0),
+            assignees=tuple(loads(h.get("assignees")) or ()),
+            watchers=tuple(loads(h.get("watchers")) or ()),
+            fingerprint=h.get("fingerprint", ""),
+            rule=loads(h["rule"]) if "rule" in h else None,
+            votes=tuple(loads(h["votes"])) if "votes" in h else (),
+            escalation=tuple(loads(h.get("escalation")) or ()),
+            escalation_next=int(h.get("escalation_next") or 0),
+            undo_ms=int(h.get("undo_ms") or 0),
+            held_until_ms=int(h["held_until_ms"]) if h.get("held_until_ms") else None,
+            held_by=h.get("held_by", ""),
+            trace=h.get("trace", ""),
         )
 
     def to_hash(self) -> dict[str, str]:
-        """The fields a new interrupt is created with."""
+        """The fields a new interrupt is created with (an unassigned one has no
+        assignee or watcher fields, one without a decision rule no rule field)."""
         h = {
             "id": self.id,
             "lg_id": self.lg_id,
@@ -171,10 +226,24 @@ class InterruptRecord:
             "created_ms": str(self.created_ms),
             "updated_ms": str(self.updated_ms),
             "expires_at_ms": str(self.expires_at_ms) if self.expires_at_ms else "",
+            "fingerprint": self.fingerprint,
         }
         if self.on_expire:
             h["on_expire"] = self.on_expire
             h["expiry_default"] = dumps(self.expiry_default)
+        if self.assignees:
+            h["assignees"] = dumps(list(self.assignees))
+        if self.watchers:
+            h["watchers"] = dumps(list(self.watchers))
+        if self.rule:
+            h["rule"] = dumps(self.rule)
+        if self.escalation:
+            h["escalation"] = dumps(list(self.escalation))
+            h["escalation_next"] = str(self.escalation_next)
+        if self.undo_ms:
+            h["undo_ms"] = str(self.undo_ms)
+        if self.trace:
+            h["trace"] = self.trace
         return h
 
     @classmethod
@@ -204,4 +273,40 @@ class InterruptRecord:
             else None,
             "updated_at": iso(self.updated_ms),
             "resolution": self.resolution,
+            "assignees": list(self.assignees),
+            "watchers": list(self.watchers),
+            "fingerprint": self.fingerprint,
+            "escalation": escalation_view(self.escalation, self.escalation_next),
+            "approval": self.approval(),
+            "undo": undo_view(self.undo_ms, self.held_until_ms),
         }
+
+    def approval(self) -> dict[str, Any] | None:
+        return voting(self.rule, list(self.votes), self.status)
+
+
+def voting(rule: Any, votes: list[Any], status: str) -> dict[str, Any] | None:
+    """An interrupt's decision rule (broker/core/rules.py) with the votes cast so far,
+    and whether they still count (``collecting`` while pending, ``decided`` once
+    resolved, else ``closed``); None without a rule."""
+    if not rule:
+        return None
+    state = {"pending": "collecting", "resolved": "decided"}.get(status, "closed")
+    return {**rule, "votes": votes, "state": state}
+
+
+def undo_view(undo_ms: int, held_until_ms: int | str | None) -> dict[str, Any] | None:
+    """The public JSON of an undo window: its length, and while an answer is held in it
+    when it closes (null when the interrupt has no window)."""
+    if not undo_ms:
+        return None
+    return {"undo_s": undo_ms / 1000, "held_until": iso(held_until_ms)}
+
+
+def escalation_view(steps: Any, done: int) -> dict[str, Any] | None:
+    """The public JSON of a ladder's intermediate steps: each with when it is due, and
+    how many have run (null when the interrupt has no ladder)."""
+    if not steps:
+        return None
+    shown = [{k: v for k, v in s.items() if k != "at_ms"} | {"at": iso(s["at_ms"])} for s in steps]
+    return {"steps": shown, "done": done}

@@ -7,9 +7,12 @@ entry point calls before it starts.
 
 from __future__ import annotations
 
+import functools
 import json
+import re
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -19,6 +22,31 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 JsonList = Annotated[list[Any] | None, NoDecode]
 Positive = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
+ParsedT = TypeVar("ParsedT")
+
+
+def parsed_once(
+    parse: Callable[[list[Any] | None], ParsedT],
+) -> Callable[[list[Any] | None], ParsedT]:
+    """``parse`` of a JSON list setting, run once per list: the worker applies the
+    expiry and assignment rules to every new interrupt, and the settings hold the same
+    list for the life of the process (it is never changed in place)."""
+    memo: dict[int, tuple[list[Any], ParsedT]] = {}
+
+    @functools.wraps(parse)
+    def cached(config: list[Any] | None) -> ParsedT:
+        if config is None:
+            return parse(config)
+        hit = memo.get(id(config))
+        if hit is not None and hit[0] is config:
+            return hit[1]
+        parsed = parse(config)
+        if len(memo) >= 16:
+            memo.clear()
+        memo[id(config)] = (config, parsed)
+        return parsed
+
+    return cached
 
 
 def json_list(text: str, where: str) -> list[Any]:
@@ -135,8 +163,22 @@ class Settings(BaseSettings):
     # API.
     host: str = "127.0.0.1"
     port: Annotated[int, Field(gt=0, lt=65536)] = 8000
+    # Logs and traces. Traces follow the standard OTEL_* variables (broker/core/telemetry.py).
+    log_format: Literal["text", "json"] = "text"
+    """``json``: every log line of the API and the worker is one JSON object, with the run,
+    thread, agent, interrupt and job ids it is about (broker/core/logs.py)."""
     public_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://[^\s/]+")
     """Where clients reach the API; action links in webhooks point here."""
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Origins whose pages may call the API from a browser (Agent Inbox, a frontend on
+    another host): comma-separated, such as ``https://inbox.example.com``, or ``*``."""
+
+    # Metrics.
+    worker_metrics_port: Annotated[int, Field(ge=0, lt=65536)] = 0
+    """Port on which a worker serves its own Prometheus metrics (0: not served). Each
+    worker on one host needs a port of its own."""
+    worker_metrics_host: str = "127.0.0.1"
+    """Address the worker's metrics server binds (``0.0.0.0``: every interface)."""
 
     # Answering from anywhere: API keys, action links, expiry, webhooks, audit.
     dev: bool = False
@@ -147,9 +189,36 @@ class Settings(BaseSettings):
     api_keys_file: str | None = None
     link_secret: str | None = None
     link_ttl_s: PositiveInt = 7 * 24 * 3600
+    # Email.
+    smtp_host: str | None = None
+    """SMTP server notification emails go through (broker/core/mail.py); unset: no email."""
+    smtp_port: Annotated[int, Field(gt=0, lt=65536)] = 587
+    smtp_tls: Literal["off", "starttls", "tls"] = "starttls"
+    """``starttls``: upgrade a plain connection (required); ``tls``: TLS from the start."""
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_password_file: str | None = None
+    smtp_timeout_s: Positive = 30.0
+    email_from: str | None = None
+    email_routes: JsonList = None
+    """JSON list of ``{agent?, type?, to?, assignees?}`` rules: who is emailed the links."""
+    email_max_attempts: PositiveInt = 8
+    email_backoff_s: Positive = 10.0
     expiry: JsonList = None
     """JSON list of ``{agent?, type?, expires_in, default?, on_expire?}`` rules."""
     expiry_interval_s: Positive = 1.0
+    escalation: JsonList = None
+    """JSON list of ``{agent?, type?, escalation: [steps]}`` rules; see
+    broker/core/escalation.py."""
+    assignment: JsonList = None
+    """JSON list of ``{agent?, type?, assignees, watchers?}`` rules; see
+    broker/core/assignment.py."""
+    approval_rules: JsonList = None
+    """JSON list of ``{agent?, type?, approval}`` decision rules; see
+    broker/core/rules.py."""
+    undo: JsonList = None
+    """JSON list of ``{agent?, type?, undo_s}`` rules: the undo window of an answer; see
+    broker/core/undo.py."""
     webhooks: JsonList = None
     """JSON list of configured subscriptions; more are managed under /admin/webhooks."""
     webhooks_file: str | None = None
@@ -161,13 +230,83 @@ class Settings(BaseSettings):
     webhook_log_max: PositiveInt = 200
     audit_max: PositiveInt = 1000
     """Entries kept in each interrupt's audit log (the oldest are dropped)."""
+    receipt_keys: JsonList = None
+    """JSON list of ``{kid, private_key, active?}`` Ed25519 keys that sign decision
+    receipts (broker/core/receipts.py); unset outside ``broker dev``: receipts are off."""
+    receipt_keys_file: str | None = None
 
-    @field_validator("api_keys", "expiry", "webhooks", mode="before")
+    # People: bearer tokens (JWTs) from an OpenID provider (broker/core/oidc.py).
+    oidc_issuer: str | None = None
+    """The provider's issuer URL, exactly as its tokens' ``iss`` says it."""
+    oidc_audience: str | None = None
+    """What a token's ``aud`` must contain: the audience the provider gives the broker."""
+    oidc_jwks_url: str | None = None
+    """Where the provider's signing keys are; unset: its discovery document's jwks_uri."""
+    oidc_groups_claim: str = Field(default="groups", min_length=1, max_length=200)
+    """The claim listing a person's groups (a list, or a space-separated string); a dotted
+    path such as ``realm_access.roles`` reads a nested claim."""
+    oidc_scopes: JsonList = None
+    """JSON list of the scopes every person gets; unset: read and resolve."""
+    oidc_group_scopes: Annotated[dict[str, Any] | None, NoDecode] = None
+    """JSON object ``{"<group>": [scopes...]}``: more scopes for the members of a group
+    (never admin)."""
+    oidc_client_id: str | None = None
+    """The dashboard's public client at the provider; set, the dashboard signs people in."""
+    oidc_dashboard_scope: str = "openid email profile groups"
+    """The scope the dashboard asks the provider for."""
+    oidc_trust_unverified_email: bool = False
+    """Take a token's ``email`` without ``email_verified: true``: only for a provider
+    that issues verified emails alone (an email names an assignee, ``user:<email>``)."""
+    oidc_leeway_s: Annotated[float, Field(ge=0, le=300)] = 30.0
+    """Clock skew allowed when checking a token's exp, nbf and iat."""
+    oidc_timeout_s: Positive = 5.0
+    """Bound on each request to the provider (discovery, keys)."""
+
+    @field_validator(
+        "api_keys",
+        "expiry",
+        "escalation",
+        "assignment",
+        "approval_rules",
+        "undo",
+        "webhooks",
+        "email_routes",
+        "oidc_scopes",
+        "receipt_keys",
+        mode="before",
+    )
     @classmethod
     def _json_list(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, str):
             return json_list(value, f"BROKER_{(info.field_name or '').upper()}") if value else None
         return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        origins = [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+        for o in origins:
+            if o != "*" and not re.fullmatch(r"https?://[^\s/]+", o):
+                raise ValueError(
+                    f"BROKER_CORS_ORIGINS: {o!r} is not an origin (scheme://host[:port]) or *"
+                )
+        return origins
+
+    @field_validator("oidc_group_scopes", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and value:
+            where = f"BROKER_{(info.field_name or '').upper()}"
+            try:
+                data = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{where} is not valid JSON: {exc}") from exc
+            if not isinstance(data, dict):
+                raise ValueError(f"{where} must be a JSON object")
+            return data
+        return value or None
 
     def require_redis_url(self) -> str:
         if not self.redis_url:

@@ -83,7 +83,7 @@ def choices(value: Any, itype: str | None) -> list[Choice]:
         out = []
         for decided, label, decision in (
             ("approve", "Approve", {"type": "approve"}),
-            ("reject", "Reject", {"type": "reject", "message": "Rejected from an action link"}),
+            ("reject", "Reject", {"type": "reject"}),
         ):
             if all(decided in allowed_decisions(value, a) for a in actions):
                 out.append(Choice(decided, label, {"decisions": [decision] * len(actions)}))
@@ -108,3 +108,36 @@ def find_choice(value: Any, itype: str | None, name: str) -> Choice | None:
         if choice.name == name:
             return choice
     return None
+
+
+def is_tool_call_request(value: Any) -> bool:
+    """Whether the value is one gated tool call (``HumanInTheLoopMiddleware`` in
+    ``per_call`` mode): answered with a single decision."""
+    return (
+        isinstance(value, dict)
+        and value.get("type") == "tool_approval"
+        and isinstance(value.get("tool_call_id"), str)
+    )
+
+
+def with_reject_reason(value: Any, answer: Any, comment: str | None) -> Any:
+    """The answer to a tool review with the person's comment as the reason of each
+    reject decision that gives none (``RejectDecision.message``, which the middleware
+    hands the model); any other answer unchanged. The channel applies it before the
+    answer is checked, so the graph, the resolution and the audit see one value."""
+    if not comment:
+        return answer
+
+    def reasoned(decision: Any) -> Any:
+        if isinstance(decision, dict) and decision.get("type") == "reject":
+            if "message" not in decision:
+                return {**decision, "message": comment}
+        return decision
+
+    if is_hitl_request(value) and isinstance(answer, dict):
+        decisions = answer.get("decisions")
+        if isinstance(decisions, list):
+            return {**answer, "decisions": [reasoned(d) for d in decisions]}
+    if is_tool_call_request(value):
+        return reasoned(answer)
+    return answer

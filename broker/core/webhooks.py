@@ -26,8 +26,12 @@ from broker.core.store import Store
 
 EventName = Literal[
     "interrupt.created",
+    "interrupt.accepted",
+    "interrupt.withdrawn",
     "interrupt.resolved",
     "interrupt.expired",
+    "interrupt.assigned",
+    "interrupt.reminded",
     "run.succeeded",
     "run.failed",
     "run.cancelled",
@@ -36,8 +40,12 @@ EventName = Literal[
 RUN_DONE: tuple[EventName, ...] = ("run.succeeded", "run.failed", "run.cancelled")
 EVENTS: tuple[EventName, ...] = (
     "interrupt.created",
+    "interrupt.accepted",
+    "interrupt.withdrawn",
     "interrupt.resolved",
     "interrupt.expired",
+    "interrupt.assigned",
+    "interrupt.reminded",
     *RUN_DONE,
 )
 

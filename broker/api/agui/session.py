@@ -8,7 +8,6 @@ with RUN_ERROR rather than silently starting the graph over.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,11 +24,12 @@ from ag_ui.core import (
 )
 from arq.connections import ArqRedis
 
+from broker.api.agui import resume
 from broker.api.agui.messages import new_input_messages, to_agui_messages
 from broker.api.agui.translate import Translator, outcome_interrupt
 from broker.api.events import TERMINAL_EVENTS, EventHub, follow_run
 from broker.api.threads import ThreadStates
-from broker.core import auth, channel, errors, jsonsafe, runlog
+from broker.core import auth, channel, errors, runlog
 from broker.core.codec import dumps, loads
 from broker.core.jobs import enqueue_advance
 from broker.core.records import Channel, InterruptRecord, RunRecord, RunStatus
@@ -121,7 +121,7 @@ class AguiSession:
                 raise AguiError(
                     "thread_busy", f"thread {self.thread_id} has an active run of {other}"
                 )
-            answers = self._resume_request()
+            answers = resume.requested(self.inp, self.settings.max_json_depth)
             if answers is not None:
                 run, cursor = await self._resume(active, answers)
             elif active is not None:
@@ -162,27 +162,10 @@ class AguiSession:
         if cursor != "0":
             async for e in self._snapshots():
                 yield e
-        async for maybe in self._follow(run.id, cursor):
+        async for maybe in self._follow(run, cursor):
             yield maybe
 
     # -- the three ways in ------------------------------------------------------------
-    def _resume_request(self) -> list[tuple[str | None, str, Any]] | None:
-        """(interrupt id or None for "the one pending", status, value) entries, or None."""
-        if self.inp.resume:
-            return [(r.interrupt_id, r.status, r.payload) for r in self.inp.resume]
-        fp = self.inp.forwarded_props
-        if isinstance(fp, dict):
-            command = fp.get("command")
-            if isinstance(command, dict) and command.get("resume") is not None:
-                value = command["resume"]
-                if isinstance(value, str):
-                    # CopilotKit sends the answer JSON-encoded; text that is not JSON,
-                    # or JSON the broker does not take, stays the string it is
-                    with contextlib.suppress(ValueError):
-                        value = jsonsafe.parse(value, self.settings.max_json_depth)
-                return [(None, "resolved", value)]
-        return None
-
     async def _resume(
         self, active: RunRecord | None, answers: list[tuple[str | None, str, Any]]
     ) -> tuple[RunRecord, str]:
@@ -230,6 +213,7 @@ class AguiSession:
             channel=Channel.AGUI,
             principal=self.principal,
             resolved_by=self.principal.key_id or "agui",
+            if_match=resume.bound(self.inp, [h for h, _, _ in chosen]),
         )
         return active, cursor
 
@@ -262,13 +246,14 @@ class AguiSession:
     def _log(self, run_id: str) -> str:
         return self.store.keys.run_events(run_id)
 
-    async def _follow(self, run_id: str, cursor: str) -> AsyncIterator[BaseEvent | None]:
+    async def _follow(self, run: RunRecord, cursor: str) -> AsyncIterator[BaseEvent | None]:
+        run_id = run.id
         translator = Translator()
         async for item in follow_run(
             self.store.r,
             self.hub,
             self._log(run_id),
-            run_id,
+            runlog.Owner(run_id, run.thread_id, run.agent_id),
             cursor,
             until=TERMINAL_EVENTS,
             queue_max=self.settings.subscriber_queue_max,
@@ -281,7 +266,8 @@ class AguiSession:
             for e in translator.feed(event):
                 yield e
             etype = event["type"]
-            if etype == "run.interrupted":
+            # a withdrawn answer (its undo window open) puts the question back
+            if etype in ("run.interrupted", "interrupt.withdrawn"):
                 run = await self.store.run(run_id)
                 pending = await self.store.pending_interrupts(run_id)
                 if run.status != RunStatus.INTERRUPTED or not pending:
@@ -305,7 +291,12 @@ class AguiSession:
         for h in pending:
             # JSON-encoded, except a plain string, which goes as it is (as ag-ui-langgraph)
             encoded = h.value if isinstance(h.value, str) else dumps(h.value)
-            yield CustomEvent(type=EventType.CUSTOM, name="on_interrupt", value=encoded)
+            # the value as ag-ui-langgraph sends it; which record, and its fingerprint,
+            # ride beside it for clients that bind their answer (forwardedProps.ifMatch)
+            raw = {"interrupt_id": h.id, "fingerprint": h.fingerprint}
+            yield CustomEvent(
+                type=EventType.CUSTOM, name="on_interrupt", value=encoded, raw_event=raw
+            )
         outcome = None
         if pending and self.outcome:
             outcome = {

@@ -168,6 +168,7 @@ def outcome_interrupt(h: InterruptRecord) -> dict[str, Any]:
             "run_id": h.run_id,
             "agent_id": h.agent_id,
             "value": h.value,
+            "fingerprint": h.fingerprint,
         },
     }
     if isinstance(message, str):

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 from broker.api import pages
 from broker.api.deps import QueueDep, SettingsDep, StoreDep
 from broker.api.openapi import REDIS, error_responses, form_body
-from broker.core import auth, channel, errors, jsonsafe, links, shapes
+from broker.core import auth, channel, errors, fingerprint, jsonsafe, links, shapes
 from broker.core.codec import now_ms
 from broker.core.records import Channel, InterruptRecord, InterruptStatus
 from broker.core.schemas import declared_schema
@@ -30,6 +30,10 @@ PAGES: dict[int | str, dict[str, Any]] = {
     404: {"description": "Not a valid link, or its question is gone", **PAGE},
     409: {"description": "The question is already closed", **PAGE},
     410: {"description": "The link expired or was used", **PAGE},
+}
+# the question changed since the page showed it (its form's fingerprint is stale)
+CHANGED: dict[int | str, dict[str, Any]] = {
+    412: {"description": "The question changed since the page was shown", **PAGE}
 }
 _SUPERSEDED = (errors.AlreadyResolved, errors.InterruptClosed)
 
@@ -65,15 +69,21 @@ async def show_link(token: str, store: StoreDep, settings: SettingsDep) -> HTMLR
     choice = shapes.find_choice(h.value, h.type, claims.choice)
     if choice is None:
         return pages.notice("tampered")
-    return pages.confirm(h.value, h.agent_id, choice, token)
+    return pages.confirm(h.value, h.agent_id, choice, token, h.fingerprint)
 
 
 @router.post(
     "/{token}",
     response_class=HTMLResponse,
-    responses={**PAGES, 422: {"description": "The answer was not accepted", **PAGE}},
+    responses={**PAGES, **CHANGED, 422: {"description": "The answer was not accepted", **PAGE}},
     openapi_extra=form_body(
-        {"token": "the link's token (the page's form repeats it)", "answer": "a typed answer"}
+        {
+            "token": "the link's token (the page's form repeats it)",
+            "answer": "a typed answer",
+            "comment": "an optional note kept with the answer (a reject's reason)",
+            "fingerprint": "the fingerprint of the question the page showed; the answer "
+            "is refused (412) if the question changed since",
+        }
     ),
 )
 async def use_link(
@@ -111,7 +121,7 @@ async def use_link(
         key_id=None, scopes=frozenset({auth.RESOLVE}), agents=frozenset({h.agent_id})
     )
     try:
-        await channel.answer(
+        answered = await channel.answer(
             store,
             queue,
             claims.interrupt_id,
@@ -120,7 +130,12 @@ async def use_link(
             principal=holder,
             resolved_by=f"link:{choice.name}",
             single_use=channel.SingleUse(claims.nonce, claims.expires_ms - now_ms() + 60_000),
+            comment=form.get("comment"),
+            # a form without it (made before fingerprints) binds to nothing
+            if_match=fingerprint.tags(form.get("fingerprint") or None),
         )
+    except errors.FingerprintMismatch:
+        return pages.notice("changed")
     except errors.LinkUsed:
         return pages.notice("used")
     except _SUPERSEDED:
@@ -131,7 +146,7 @@ async def use_link(
         return pages.notice("gone")
     except errors.BrokerError as exc:
         return pages.refused(exc.message)
-    return pages.done(choice)
+    return pages.done(choice, (answered.get("resolution") or {}).get("comment"))
 
 
 async def _form(request: Request, limit: int) -> dict[str, str] | None:

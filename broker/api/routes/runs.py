@@ -10,7 +10,7 @@ from broker.api.body import read_json
 from broker.api.deps import QueueDep, Reader, RegistryDep, RunWriter, SettingsDep, StoreDep
 from broker.api.openapi import BODY, QUERY, REDIS, SCOPE, Cursor, error_responses, json_body
 from broker.api.responses import JSON
-from broker.core import channel, errors, ids
+from broker.core import channel, errors, ids, telemetry
 from broker.core.jobs import enqueue_advance
 from broker.core.records import RunStatus
 
@@ -61,25 +61,28 @@ async def start_run(
 ) -> dict[str, Any]:
     """Starts a run of an agent on a thread (a new thread unless one is given). With an
     ``Idempotency-Key``, a retry gets the original response and starts no second run."""
-    body = await read_json(request, StartRun, settings.max_input_bytes)
-    known = sorted(a for a in registry if principal.sees(a))
-    if body.agent_id not in known:
-        raise errors.AgentNotFound(
-            f"no agent {body.agent_id!r}; known agents: {', '.join(known)}",
-            known_agents=known,
+    # the run's root span: the run record keeps its context (broker/core/telemetry.py)
+    with telemetry.request("POST /runs"):
+        body = await read_json(request, StartRun, settings.max_input_bytes)
+        known = sorted(a for a in registry if principal.sees(a))
+        if body.agent_id not in known:
+            raise errors.AgentNotFound(
+                f"no agent {body.agent_id!r}; known agents: {', '.join(known)}",
+                known_agents=known,
+            )
+        if body.thread_id:
+            await visibility.thread(store, principal, body.thread_id, body.agent_id)
+        run = await store.create_run(
+            body.agent_id,
+            body.thread_id,
+            body.input,
+            body.metadata,
+            idempotency_key=idempotency_key,
         )
-    if body.thread_id:
-        await visibility.thread(store, principal, body.thread_id, body.agent_id)
-    run = await store.create_run(
-        body.agent_id,
-        body.thread_id,
-        body.input,
-        body.metadata,
-        idempotency_key=idempotency_key,
-    )
-    # queued again on a replay too: a first call that died before queueing loses nothing
-    await enqueue_advance(queue, store, run.id, "start", (run.thread_id, run.agent_id))
-    return {"run_id": run.id, "thread_id": run.thread_id, "status": run.status.value}
+        telemetry.bind(run_id=run.id, thread_id=run.thread_id, agent_id=run.agent_id)
+        # queued again on a replay too: a first call that died before queueing loses nothing
+        await enqueue_advance(queue, store, run.id, "start", (run.thread_id, run.agent_id))
+        return {"run_id": run.id, "thread_id": run.thread_id, "status": run.status.value}
 
 
 @router.get(

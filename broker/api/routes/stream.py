@@ -85,7 +85,7 @@ async def run_events(
                 store.r,
                 hub,
                 store.keys.run_events(run_id),
-                run_id,
+                runlog.Owner(run.id, run.thread_id, run.agent_id),
                 cursor,
                 until=TERMINAL_EVENTS,
                 queue_max=settings.subscriber_queue_max,

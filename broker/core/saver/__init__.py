@@ -30,7 +30,6 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from redis.commands.core import AsyncScript
 
 from broker.core.durable import Durability
 from broker.core.fence import Fenced
@@ -57,6 +56,7 @@ from broker.core.saver._codec import (
 from broker.core.saver._leased import LeasedRead
 from broker.core.saver._primed import primed as primed
 from broker.core.saver._threads import ThreadOps
+from broker.core.saver._writes import RiddenWrites
 
 
 class LegacyLayout(RuntimeError):
@@ -64,13 +64,14 @@ class LegacyLayout(RuntimeError):
     reads (they look absent) nor writes to (docs/design.md, "Checkpoints")."""
 
 
-class RedisCheckpointSaver(ThreadOps, LeasedRead, BaseCheckpointSaver[str]):
+class RedisCheckpointSaver(ThreadOps, LeasedRead, RiddenWrites, BaseCheckpointSaver[str]):
     """Async LangGraph checkpoint saver on plain Redis commands (no modules needed).
 
     ``redis`` must be created with ``decode_responses=False``. ``ttl_s`` is the default for
     `aexpire_thread`. Every state change is one script or MULTI/EXEC transaction. A config
     carrying a fence (broker/core/fence.py) makes puts refuse, with ``Fenced``, once
-    another lease holder has taken the thread.
+    another lease holder has taken the thread. A write that meets an outage of Redis is
+    tried again for up to ``ride_out_s`` (``_writes``) before it fails the step.
     """
 
     def __init__(
@@ -81,12 +82,14 @@ class RedisCheckpointSaver(ThreadOps, LeasedRead, BaseCheckpointSaver[str]):
         ttl_s: int | None = None,
         serde: SerializerProtocol | None = None,
         durable: Durability | None = None,
+        ride_out_s: float = 0.0,
     ) -> None:
         super().__init__(serde=serde)
         self.redis = redis
         # with replicas to wait for (broker/core/durable.py), each checkpoint is on them
         # before the graph moves on, so a failover never takes back a finished step
         self.durable = durable
+        self.ride_out_s = ride_out_s
         self.keys = keys
         self.ttl_s = ttl_s
         # called on their own, never in a pipeline (which would send SCRIPT EXISTS first):
@@ -306,11 +309,6 @@ class RedisCheckpointSaver(ThreadOps, LeasedRead, BaseCheckpointSaver[str]):
         fence = _fence(config, keys, args)
         if not await self._call(self._put_writes, keys, args):
             raise Fenced(f"writes of thread {thread_id}: {fence} no longer holds it")
-
-    async def _call(self, script: AsyncScript, keys: list[Any], args: list[Any]) -> Any:
-        if self.durable is not None:
-            return await self.durable.script(script, keys, args)
-        return await script(keys=keys, args=args)
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         # Same scheme as InMemorySaver: the random suffix keeps forks of one parent from

@@ -8,7 +8,13 @@ script derives from a record (its indexes, its run) are built with the key build
 
 from __future__ import annotations
 
+from broker.core.store._lua_assignment import ASSIGNMENT
+from broker.core.store._lua_escalation import ESCALATION
+from broker.core.store._lua_resolve import RESOLVE
 from broker.core.store._lua_retention import RETENTION
+from broker.core.store._lua_threads import THREADS
+from broker.core.store._lua_undo import UNDO
+from broker.core.store._lua_votes import VOTES
 from broker.core.store._prelude import PRELUDE
 
 # create run. KEYS: 1 idempotency key. ARGV: 2 run id, 3 thread id, 4 agent id, 5 run
@@ -41,8 +47,10 @@ return {'ok', tostring(seq)}
 # token (with the fence key as KEYS[1]; both optional).
 # queued -> running (start), interrupted with unapplied answers -> running (resume),
 # running -> running (recovery: phase, base and answers stay those of the attempt that
-# died). Returns {'ok', prior status, run hash, answer hashes...}, or {'fenced'} when
-# another holder has taken the thread.
+# died). An answer whose undo window has closed is released (accepted -> resolved) and
+# applied; one still in its window is not: with nothing else to apply, {'held', when the
+# first window closes} (the run is due then). Returns {'ok', prior status, run hash,
+# answer hashes...}, or {'fenced'} when another holder has taken the thread.
 # Touches: run, runs by status, run open, its interrupts, runs due, events.
 BEGIN_ATTEMPT = """
 if fenced() then return {'fenced'} end
@@ -57,11 +65,23 @@ local answers, ids, fields = {}, {}, {}
 if prior == 'queued' then
   fields = {'phase', 'start', 'base_checkpoint', ARGV[3], 'applying', '[]'}
 elseif prior == 'interrupted' then
+  local held = nil
   for _, h in ipairs(open_interrupts(run.id)) do
+    local u = held_until(h)
+    if u and u <= tonumber(NOW) then
+      release_held(h)  -- its undo window closed: this attempt applies it
+    elseif u and (held == nil or u < held) then
+      held = u
+    end
     if unapplied(h) then
       table.insert(answers, redis.call('HGETALL', k_interrupt(h.id)))
       table.insert(ids, h.id)
     end
+  end
+  if #ids == 0 and held then
+    -- answers still in their undo window: due again when the first closes
+    redis.call('ZADD', K_RUNS_DUE, held, run.id)
+    return {'held', tostring(held)}
   end
   -- a duplicate delivery, or an answer already applied
   if #ids == 0 then return {'idle'} end
@@ -96,10 +116,12 @@ return out
 """
 
 # record interrupts. ARGV: 2 run id, 3 job id, 4 applied ids (JSON), 5 the interrupts the
-# graph stopped on (JSON list of {lg_id, id, type, fields, deadline, data}), 6 lease
-# token (with the fence key as KEYS[1]; both optional).
-# An interrupt raised again while its record is open keeps that record; open ones not
-# raised again close; the rest are new. Returns {'ok', new ids...}.
+# graph stopped on (JSON list of {lg_id, id, fingerprint, type, fields, deadline, data}),
+# 6 lease token (with the fence key as KEYS[1]; both optional).
+# An interrupt raised again while its record is open keeps that record, unless it comes
+# with another fingerprint (a node that ran again asked something else): then the old
+# record closes, its answer (if any) unapplied, and the question is a new record. Open
+# ones not raised again close; the rest are new. Returns {'ok', new ids...}.
 # Touches: run, runs by status, run open, run interrupts, interrupts and their indexes,
 # deadlines, seq, interrupts version, runs due, events.
 RECORD_INTERRUPTS = """
@@ -109,23 +131,31 @@ mark_applied(run.id, cjson.decode(ARGV[4]))
 local open = open_interrupts(run.id)
 local open_by_lg = {}
 for _, h in ipairs(open) do open_by_lg[h.lg_id] = h end
-local raised, waiting, new_ids, due = {}, {}, {}, false
+local raised, waiting, new_ids, due, held = {}, {}, {}, false, nil
 for _, c in ipairs(cjson.decode(ARGV[5])) do
   raised[c.lg_id] = true
   local h = open_by_lg[c.lg_id]
+  if h and (h.fingerprint or '') ~= '' and h.fingerprint ~= c.fingerprint then
+    -- never the old answer for the new question (docs/design.md, "Answers bound to
+    -- what was shown")
+    close_interrupt(run, h, c.id)
+    h = nil
+  end
   if h then
     if h.status == 'pending' then
       table.insert(waiting, h.id)
     elseif unapplied(h) then
       due = true
+    elseif held_until(h) and (held == nil or held_until(h) < held) then
+      held = held_until(h)  -- an answer in its undo window
     end
   else
     local seq = redis.call('INCR', K_SEQ)
     redis.call('HSET', k_interrupt(c.id), 'seq', seq, unpack(c.fields))
     redis.call('ZADD', k_run_interrupts(run.id), seq, c.id)
     redis.call('ZADD', k_run_open(run.id), seq, c.id)
-    move_interrupt({id = c.id, agent_id = run.agent_id, thread_id = run.thread_id, type = c.type},
-      nil, 'pending', seq)
+    move_interrupt({id = c.id, agent_id = run.agent_id, thread_id = run.thread_id, type = c.type,
+      assignees = c.assignees}, nil, 'pending', seq)
     if c.deadline > 0 then redis.call('ZADD', K_DEADLINES, c.deadline, c.id) end
     emit(run, 'interrupt.created', c.data)
     table.insert(new_ids, c.id)
@@ -138,7 +168,9 @@ end
 redis.call('INCR', K_IVERSION)
 set_run_status(run, 'interrupted', {'applying', '[]'})
 if due then
-  redis.call('ZADD', K_RUNS_DUE, 'NX', NOW, run.id)
+  redis.call('ZADD', K_RUNS_DUE, 'LT', NOW, run.id)
+elseif held then
+  redis.call('ZADD', K_RUNS_DUE, held, run.id)
 else
   redis.call('ZREM', K_RUNS_DUE, run.id)
 end
@@ -180,52 +212,6 @@ end_run(run, ARGV[3], fields, ARGV[5])
 return {'ok', run.job_id or ''}
 """
 
-# resolve. KEYS: 1 idempotency key, 2 single-use nonce key. ARGV: 2 interrupt id,
-# 3 resolution, 4 event data, 5 response to keep for a retry, 6 idempotency payload
-# digest ('' when no key), 7 idempotency ttl ms, 8 audit entry, 9 nonce ('' when none),
-# 10 nonce ttl ms, 11 idempotency key digest ('' when none; kept on the interrupt, so the
-# key expires with it once its run ends); and the run's job, queued in the same step when
-# ARGV 12 names it: KEYS 3-6 its key, its result's key, the queue, the wake channel;
-# ARGV 12 job id, 13 the job as arq serializes it, 14 its ttl ms, 15 "1" to wake.
-# Touches: the interrupt and its indexes, its run, seq, deadlines, interrupts version,
-# runs due, events, audit, audit decision, and the job.
-RESOLVE = """
-local iid = ARGV[2]
-if ARGV[6] ~= '' then
-  local prior = redis.call('GET', KEYS[1])
-  if prior then return {'idempotent', replay(KEYS[1], prior)} end
-end
-local h = hgetall(k_interrupt(iid))
-if not h then return {'not_found'} end
-if ARGV[9] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return {'used'} end
-if h.status ~= 'pending' then return {'conflict', h.status, h.resolution or ''} end
--- an interrupt of a run that has ended takes no answer (closing them is the same step)
-if TERMINAL[redis.call('HGET', k_run(h.run_id), 'status')] then
-  return {'conflict', 'cancelled', ''}
-end
-if h.expires_at_ms and h.expires_at_ms ~= '' and tonumber(h.expires_at_ms) <= tonumber(NOW) then
-  return {'expired', h.expires_at_ms}
-end
-local seq = redis.call('INCR', K_SEQ)
-redis.call('HSET', k_interrupt(iid), 'status', 'resolved', 'resolution', ARGV[3],
-  'updated_ms', NOW, 'resolved_seq', seq)
-move_interrupt(h, 'pending', 'resolved', seq)
-redis.call('INCR', K_IVERSION)
-redis.call('ZADD', K_RUNS_DUE, 'NX', NOW, h.run_id)
-redis.call('ZREM', K_DEADLINES, iid)
-emit({id = h.run_id, thread_id = h.thread_id, agent_id = h.agent_id}, 'interrupt.resolved', ARGV[4])
-if ARGV[6] ~= '' then
-  redis.call('SET', KEYS[1], ARGV[5], 'PX', ARGV[7])
-  redis.call('HSET', k_interrupt(iid), 'idem_key', ARGV[11])
-end
-if ARGV[9] ~= '' then redis.call('SET', KEYS[2], iid, 'PX', ARGV[10]) end
-audit_decision(iid, ARGV[8])
-if ARGV[12] and ARGV[12] ~= '' then
-  queue_job(KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[12], ARGV[13], ARGV[14], NOW, ARGV[15])
-end
-return {'ok'}
-"""
-
 # expire: the deadline passed with no answer. With a default, it is recorded as the
 # resolution and the run is due, as a person's answer would be; otherwise the run ends
 # (failed or cancelled) in the same step. A person's answer racing this finds the
@@ -237,15 +223,8 @@ return {'ok'}
 # interrupts version, runs due, events, audit, audit decision.
 EXPIRE = """
 local iid = ARGV[2]
-local h = hgetall(k_interrupt(iid))
-if not h then
-  redis.call('ZREM', K_DEADLINES, iid)
-  return {'gone'}
-end
-if h.status ~= 'pending' then
-  redis.call('ZREM', K_DEADLINES, iid)
-  return {'closed', h.status}
-end
+local h, gone = due_pending(iid)
+if not h then return gone end
 if not h.expires_at_ms or h.expires_at_ms == '' or tonumber(h.expires_at_ms) > tonumber(NOW) then
   return {'not_due'}
 end
@@ -255,7 +234,7 @@ local seq = redis.call('INCR', K_SEQ)
 redis.call('HSET', k_interrupt(iid), 'status', 'expired', 'updated_ms', NOW, 'resolved_seq', seq)
 if ARGV[3] ~= '' then
   redis.call('HSET', k_interrupt(iid), 'resolution', ARGV[3])
-  redis.call('ZADD', K_RUNS_DUE, 'NX', NOW, run.id)
+  redis.call('ZADD', K_RUNS_DUE, 'LT', NOW, run.id)
 else
   redis.call('ZREM', k_run_open(run.id), iid)
 end
@@ -287,8 +266,13 @@ TRANSITIONS = {
     "cancel": CANCEL,
     "resolve": RESOLVE,
     "expire": EXPIRE,
+    **ASSIGNMENT,
+    **VOTES,
+    **ESCALATION,
+    **UNDO,
     "emit": EMIT,
     **RETENTION,
+    **THREADS,
 }
 
 

@@ -52,14 +52,16 @@ end
 
 -- One event in the global stream and in its run's log (broker/core/runlog.py) under the
 -- SAME id, so one id is a resume cursor in both. Global ids only grow, so a log stays
--- in id order.
+-- in id order. The log's copy leaves out the run, thread and agent ids, which are the
+-- same for every entry of a log: its reader puts them back.
 local function emit(run, etype, data)
-  local ev = '{"type":' .. cjson.encode(etype) .. ',"ts":' .. NOW
-    .. ',"run_id":' .. cjson.encode(run.id) .. ',"thread_id":' .. cjson.encode(run.thread_id)
-    .. ',"agent_id":' .. cjson.encode(run.agent_id) .. ',"data":' .. data .. '}'
+  local head = '{"type":' .. cjson.encode(etype) .. ',"ts":' .. NOW
+  local tail = ',"data":' .. data .. '}'
+  local ev = head .. ',"run_id":' .. cjson.encode(run.id) .. ',"thread_id":'
+    .. cjson.encode(run.thread_id) .. ',"agent_id":' .. cjson.encode(run.agent_id) .. tail
   local eid = redis.call('XADD', K_EVENTS, 'MAXLEN', '~', MAXLEN_GLOBAL, '*', 'event', ev)
   local log = k_run_events(run.id)
-  if redis.call('RPUSH', log, eid .. ' ' .. ev) > MAXLEN_RUN then
+  if redis.call('RPUSH', log, eid .. ' ' .. head .. tail) > MAXLEN_RUN then
     redis.call('LTRIM', log, -MAXLEN_RUN, -1)
   end
   return eid
@@ -79,11 +81,29 @@ local function audit_decision(iid, entry)
   redis.call('SET', k_audit_decision(iid), entry)
 end
 
+-- the indexes of an interrupt in a status; a pending one with assignees is in each
+-- assignee's index too (an unassigned one costs nothing more)
 local function interrupt_indexes(status, h)
   local t = h.type
   if t == nil or t == '' then t = '_' end  -- untyped ones share one type index
-  return {k_istatus(status), k_iagent(status, h.agent_id), k_ithread(status, h.thread_id),
+  local out = {k_istatus(status), k_iagent(status, h.agent_id), k_ithread(status, h.thread_id),
     k_itype(status, t)}
+  if status == 'pending' and h.assignees and h.assignees ~= '' then
+    for _, name in ipairs(cjson.decode(h.assignees)) do
+      out[#out + 1] = k_iassignee(status, name)
+    end
+  end
+  return out
+end
+
+-- whether two JSON lists of names share one
+local function any_named(names_json, others_json)
+  local set = {}
+  for _, name in ipairs(cjson.decode(names_json)) do set[name] = true end
+  for _, name in ipairs(cjson.decode(others_json)) do
+    if set[name] then return true end
+  end
+  return false
 end
 
 local function move_interrupt(h, from, to, score)
@@ -105,6 +125,66 @@ local function open_interrupts(run_id)
     if h then table.insert(out, h) end
   end
   return out
+end
+
+-- the interrupt the deadline pass acts on (expire, escalate), while it is pending; else
+-- nil and the reply (its deadline entry dropped: nothing is due for it any more)
+local function due_pending(iid)
+  local h = hgetall(k_interrupt(iid))
+  if not h then
+    redis.call('ZREM', K_DEADLINES, iid)
+    return nil, {'gone'}
+  end
+  if h.status ~= 'pending' then
+    redis.call('ZREM', K_DEADLINES, iid)
+    return nil, {'closed', h.status}
+  end
+  return h
+end
+
+-- the interrupt and its run for a person's change (vote, assign): pending, of an
+-- unfinished run, before its deadline; else nil and the refusal, as resolve refuses
+local function open_pending(iid)
+  local h = hgetall(k_interrupt(iid))
+  if not h then return nil, nil, {'not_found'} end
+  if h.status ~= 'pending' then return nil, nil, {'conflict', h.status, h.resolution or ''} end
+  local run = hgetall(k_run(h.run_id))
+  if not run or TERMINAL[run.status] then return nil, nil, {'conflict', 'cancelled', ''} end
+  if h.expires_at_ms and h.expires_at_ms ~= '' and tonumber(h.expires_at_ms) <= tonumber(NOW) then
+    return nil, nil, {'expired', h.expires_at_ms}
+  end
+  return h, run
+end
+
+-- an answer held in its undo window (docs/design.md, "Undo window"): when it closes
+local function held_until(h)
+  if h.status ~= 'accepted' then return nil end
+  return tonumber(h.held_until_ms)
+end
+
+-- the window closed: the held answer becomes the resolution, announced as any is
+local function release_held(h)
+  local seq = redis.call('INCR', K_SEQ)
+  redis.call('HSET', k_interrupt(h.id), 'status', 'resolved', 'updated_ms', NOW,
+    'resolved_seq', seq)
+  redis.call('HDEL', k_interrupt(h.id), 'held_until_ms', 'held_by', 'held_event')
+  move_interrupt(h, 'accepted', 'resolved', seq)
+  redis.call('INCR', K_IVERSION)
+  emit({id = h.run_id, thread_id = h.thread_id, agent_id = h.agent_id}, 'interrupt.resolved',
+    h.held_event)
+  h.status = 'resolved'
+end
+
+-- when the run is next due for its open interrupts: now for an answer to apply, the
+-- earliest close of an undo window for held ones, else nil
+local function due_at(run_id)
+  local at = nil
+  for _, h in ipairs(open_interrupts(run_id)) do
+    if unapplied(h) then return tonumber(NOW) end
+    local u = held_until(h)
+    if u and (at == nil or u < at) then at = u end
+  end
+  return at
 end
 
 -- Whether an attempt may record on the run: it is running, and (when the attempt says
@@ -139,14 +219,17 @@ local function set_run_status(run, status, fields)
   run.status = status
 end
 
--- close: an open interrupt the run no longer waits for becomes cancelled
-local function close_interrupt(run, h)
+-- close: an open interrupt the run no longer waits for becomes cancelled (replaced_by:
+-- the new record of a question raised again with another fingerprint, or nil)
+local function close_interrupt(run, h, replaced_by)
   redis.call('HSET', k_interrupt(h.id), 'status', 'cancelled', 'updated_ms', NOW)
   move_interrupt(h, h.status, 'cancelled', tonumber(h.seq) or 0)
   redis.call('ZREM', K_DEADLINES, h.id)
   redis.call('ZREM', k_run_open(run.id), h.id)
+  local extra = ''
+  if replaced_by then extra = ',"replaced_by":' .. cjson.encode(replaced_by) end
   emit(run, 'interrupt.cancelled',
-    '{"interrupt_id":' .. cjson.encode(h.id) .. ',"type":' .. json_str(h.type) .. '}')
+    '{"interrupt_id":' .. cjson.encode(h.id) .. ',"type":' .. json_str(h.type) .. extra .. '}')
 end
 
 -- mark applied: the graph has had these answers
@@ -190,13 +273,15 @@ local function retain(run, ended)
     run.thread_id, run.status, items}))
 end
 
--- Ends an unfinished run: its pending interrupts close first, so a client reading the
--- run's stream sees them close before the run ends.
+-- Ends an unfinished run: its pending interrupts, and answers still held in an undo
+-- window, close first, so a client reading the run's stream sees them close before the
+-- run ends.
 local function end_run(run, status, fields, data)
   local closed = false
   for _, h in ipairs(open_interrupts(run.id)) do
-    if h.status == 'pending' then
+    if h.status == 'pending' or h.status == 'accepted' then
       close_interrupt(run, h)
+      redis.call('HDEL', k_interrupt(h.id), 'held_until_ms', 'held_by', 'held_event')
       closed = true
     end
   end

@@ -36,7 +36,9 @@ return {h, pending_ids(run_id)}
 )
 
 # One page of an index (broker/core/store/reads.py, Reads._page, says what a page is).
-# ARGV: record kind ("run" or "interrupt"), index key, order ("asc" or "desc"), cursor
+# ARGV: record kind ("run" or "interrupt"), the index keys (a JSON list: more than one
+# pages their union, as the assignee indexes of a person's names are paged; each gives
+# at most a batch, so a batch costs O(batch x indexes)), order ("asc" or "desc"), cursor
 # (a score, "" for the first page), limit, most records to look at, "1" to read the
 # interrupts' version too, n, then n (field, value) pairs every record must have, then
 # the count of visible agents (-1: every agent) and those agents.
@@ -45,7 +47,7 @@ return {h, pending_ids(run_id)}
 PAGE = (
     _PENDING
     + """
-local kind, index, desc = ARGV[1], ARGV[2], ARGV[3] == "desc"
+local kind, indexes, desc = ARGV[1], cjson.decode(ARGV[2]), ARGV[3] == "desc"
 local bound, limit, max_scan = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local version = ""
 if ARGV[7] == "1" then version = redis.call("GET", K_IVERSION) or "0" end
@@ -77,16 +79,45 @@ local function finish(cursor)
   out[2] = cursor
   return out
 end
-while kept <= limit and scanned < max_scan do
-  local batch = limit + 1 - kept
-  local rows
+-- the next ``batch`` entries past the bound, with their scores (flat)
+local function range(index, batch)
   if desc then
     local hi = bound ~= "" and ("(" .. bound) or "+inf"
-    rows = redis.call("ZREVRANGEBYSCORE", index, hi, "-inf", "WITHSCORES", "LIMIT", 0, batch)
-  else
-    local lo = bound ~= "" and ("(" .. bound) or "-inf"
-    rows = redis.call("ZRANGEBYSCORE", index, lo, "+inf", "WITHSCORES", "LIMIT", 0, batch)
+    return redis.call("ZREVRANGEBYSCORE", index, hi, "-inf", "WITHSCORES", "LIMIT", 0, batch)
   end
+  local lo = bound ~= "" and ("(" .. bound) or "-inf"
+  return redis.call("ZRANGEBYSCORE", index, lo, "+inf", "WITHSCORES", "LIMIT", 0, batch)
+end
+
+-- the same over the union of the indexes: the first ``batch`` of the union are among
+-- the first ``batch`` of each; a member of several (same record, same score) once
+local function union_range(batch)
+  if #indexes == 1 then return range(indexes[1], batch) end
+  local merged, seen = {}, {}
+  for _, index in ipairs(indexes) do
+    local rows = range(index, batch)
+    for j = 1, #rows, 2 do
+      if not seen[rows[j]] then
+        seen[rows[j]] = true
+        merged[#merged + 1] = {rows[j], rows[j + 1], tonumber(rows[j + 1])}
+      end
+    end
+  end
+  table.sort(merged, function(a, b)
+    if desc then return a[3] > b[3] end
+    return a[3] < b[3]
+  end)
+  local rows = {}
+  for j = 1, math.min(batch, #merged) do
+    rows[#rows + 1] = merged[j][1]
+    rows[#rows + 1] = merged[j][2]
+  end
+  return rows
+end
+
+while kept <= limit and scanned < max_scan do
+  local batch = limit + 1 - kept
+  local rows = union_range(batch)
   if #rows == 0 then return finish("") end
   for j = 1, #rows, 2 do
     scanned = scanned + 1

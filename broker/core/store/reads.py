@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from broker.core import errors, runlog
-from broker.core.codec import loads
+from broker.core.codec import dumps
 from broker.core.ids import is_id
 from broker.core.keys import Keys
 from broker.core.records import InterruptRecord, InterruptStatus, RunRecord
-from broker.core.shapes import kind
 from broker.core.store.read_scripts import READS
+from broker.core.store.views import interrupt_view
 
 
 @dataclass(frozen=True)
@@ -68,45 +66,6 @@ def _wanted(visible: frozenset[str] | None, **wanted: str | None) -> list[str | 
 
 def _pairs(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
-
-
-@functools.lru_cache(maxsize=4096)
-def _second(s: int) -> str:
-    return datetime.fromtimestamp(s, tz=UTC).isoformat()[:19]
-
-
-def _iso(ms: int) -> str:
-    """``codec.iso`` for a page: the same text, its second formatted once."""
-    s, frac = divmod(ms, 1000)
-    return f"{_second(s)}.{frac:03d}000Z" if frac else f"{_second(s)}Z"
-
-
-def interrupt_view(h: dict[str, str]) -> dict[str, Any]:
-    """``InterruptRecord.from_hash(h).view()`` straight from the hash: a page builds
-    fifty of these, and this skips the record in between (tests/test_reads.py holds the
-    two equal)."""
-    value = loads(h.get("value"))
-    on_expire = h.get("on_expire") or None
-    expires = h.get("expires_at_ms")
-    return {
-        "id": h["id"],
-        "interrupt_id": h["lg_id"],
-        "run_id": h["run_id"],
-        "thread_id": h["thread_id"],
-        "agent_id": h["agent_id"],
-        "type": h.get("type") or None,
-        "kind": kind(value),
-        "value": value,
-        "response_schema": loads(h.get("response_schema")),
-        "status": InterruptStatus(h["status"]).value,
-        "created_at": _iso(int(h.get("created_ms") or 0)),
-        "expires_at": _iso(int(expires)) if expires else None,
-        "expiry": {"on_expire": on_expire, "default": loads(h.get("expiry_default"))}
-        if on_expire
-        else None,
-        "updated_at": _iso(int(h.get("updated_ms") or 0)),
-        "resolution": loads(h.get("resolution")),
-    }
 
 
 def _missing_run(run_id: str, tombstone: str | None) -> NoReturn:
@@ -206,8 +165,13 @@ class Reads:
         return run.view(pending)
 
     async def run_events(self, run_id: str, after: str = "0") -> list[tuple[str, dict[str, Any]]]:
-        """The run's events after an event id, oldest first."""
-        return [e async for e in runlog.entries(self.r, self.keys.run_events(run_id), after)]
+        """The run's events after an event id, oldest first (none for an unknown run)."""
+        thread_id, agent_id = await self.r.hmget(self.keys.run(run_id), "thread_id", "agent_id")
+        if thread_id is None:
+            return []
+        owner = runlog.Owner(run_id, thread_id, agent_id)
+        log = self.keys.run_events(run_id)
+        return [e async for e in runlog.entries(self.r, log, owner, after)]
 
     async def interrupts_version(self) -> str:
         return str(await self.r.get(self.keys.interrupts_version) or "0")
@@ -255,14 +219,22 @@ class Reads:
         order: str = "asc",
         visible: frozenset[str] | None = None,
         version: bool = False,
+        assigned_to: frozenset[str] | None = None,
     ) -> Page:
         """A page of interrupts; ``visible`` limits it to those agents (None: every agent).
-        With ``version``, the page carries the interrupts' version read with it."""
+        With ``version``, the page carries the interrupts' version read with it.
+        ``assigned_to``: only pending ones with one of these names among their assignees
+        (the union of their assignee indexes; the other filters still apply)."""
         k = self.keys
         possible, agent_id = _narrow(agent_id, visible)
+        if assigned_to is not None and (status != "pending" or not assigned_to):
+            possible = False  # only pending interrupts are indexed by assignee
         if not possible:
             return Page([], None, await self.interrupts_version() if version else None)
-        if run_id:
+        index: str | list[str]
+        if assigned_to is not None:
+            index = [k.interrupts_by_assignee(status, name) for name in sorted(assigned_to)]
+        elif run_id:
             index = k.run_interrupts(run_id)
         elif thread_id:
             index = k.interrupts_by_thread(status, thread_id)
@@ -290,7 +262,7 @@ class Reads:
     async def _page(
         self,
         kind: str,
-        index: str,
+        index: str | list[str],
         wanted: list[str | int],
         limit: int,
         cursor: str | None,
@@ -312,7 +284,7 @@ class Reads:
             keys=[],
             args=[
                 kind,
-                index,
+                dumps([index] if isinstance(index, str) else index),
                 "desc" if order == "desc" else "asc",
                 "" if bound is None else bound,
                 limit,

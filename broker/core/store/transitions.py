@@ -9,7 +9,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from broker.core import errors
+from broker.core import errors, telemetry
 from broker.core.codec import dumps, loads, now_ms
 from broker.core.durable import Durability
 from broker.core.fence import Fence
@@ -17,6 +17,7 @@ from broker.core.ids import ID_RULE, is_id
 from broker.core.keys import Keys
 from broker.core.records import InterruptRecord, RunRecord, RunStatus
 from broker.core.settings import Settings
+from broker.core.store._args import candidate, flat, pairs
 from broker.core.store._lua import TRANSITIONS, compile_script
 
 
@@ -28,14 +29,6 @@ class Attempt:
     run: RunRecord
     prior: RunStatus
     answers: list[InterruptRecord]
-
-
-def _pairs(flat: list[str]) -> dict[str, str]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
-
-
-def _flat(fields: dict[str, str]) -> str:
-    return dumps([x for kv in fields.items() for x in kv])
 
 
 class Transitions:
@@ -100,6 +93,7 @@ class Transitions:
             metadata=metadata,
             created_ms=ts,
             updated_ms=ts,
+            trace=telemetry.traceparent(),
         )
         digest = ""
         idem_key = self.keys.run_idempotency("_")
@@ -116,7 +110,7 @@ class Transitions:
                 run.id,
                 run.thread_id,
                 agent_id,
-                _flat(run.to_hash()),
+                flat(run.to_hash()),
                 dumps({"input": input}),
                 digest,
                 dumps(kept),
@@ -151,9 +145,9 @@ class Transitions:
         if res[0] != "ok":
             return str(res[0])
         return Attempt(
-            run=RunRecord.from_hash(_pairs(res[2])),
+            run=RunRecord.from_hash(pairs(res[2])),
             prior=RunStatus(res[1]),
-            answers=[InterruptRecord.from_hash(_pairs(flat)) for flat in res[3:]],
+            answers=[InterruptRecord.from_hash(pairs(flat)) for flat in res[3:]],
         )
 
     async def record_interrupts(
@@ -166,17 +160,7 @@ class Transitions:
         fence: Fence | None = None,
     ) -> list[str]:
         """Records the interrupts the graph stopped on; returns the ids of new records."""
-        candidates = [
-            {
-                "lg_id": p.lg_id,
-                "id": p.id,
-                "type": p.type or "",
-                "fields": [x for kv in p.to_hash().items() for x in kv],
-                "deadline": p.expires_at_ms or 0,
-                "data": dumps({"interrupt_id": p.id, "value": p.value, "type": p.type}),
-            }
-            for p in pending
-        ]
+        candidates = [candidate(p) for p in pending]
         res = await self._fenced_call(
             "record_interrupts", [run.id, job_id or "", dumps(applied), dumps(candidates)], fence
         )
@@ -203,7 +187,7 @@ class Transitions:
         data = {"error": error} if error is not None else {"output": output}
         res = await self._fenced_call(
             "record_finish",
-            [run_id, job_id or "", status.value, dumps(applied), _flat(fields), dumps(data)],
+            [run_id, job_id or "", status.value, dumps(applied), flat(fields), dumps(data)],
             fence,
         )
         return bool(res[0] == "ok")
@@ -213,7 +197,7 @@ class Transitions:
         close in the same step. Returns the job id of the attempt running it, if any."""
         fields = {"error": dumps(error)} if error is not None else {}
         data = {"error": error} if error is not None else {}
-        res = await self._call("cancel", [run_id, status.value, _flat(fields), dumps(data)])
+        res = await self._call("cancel", [run_id, status.value, flat(fields), dumps(data)])
         if res[0] == "missing":
             raise errors.RunNotFound(f"no run with id {run_id!r}")
         if res[0] == "finished":
@@ -233,12 +217,20 @@ class Transitions:
         audit_entry: dict[str, Any],
         single_use: tuple[str, int] | None,
         job: tuple[list[str], list[Any]] | None = None,
+        answerer: list[str] | None = None,
+        fingerprint: str | None = None,
+        hold: tuple[int, str, dict[str, Any]] | None = None,
     ) -> list[Any]:
         """The raw resolve transition; broker/core/channel.py interprets its outcome.
 
         ``idempotency`` is (key digest, payload digest); ``single_use`` (nonce, ttl ms);
         ``job`` the run's job to queue in the same step, as broker/core/jobs.py builds it
-        (its keys; its id, the job, its ttl ms, "1" to wake).
+        (its keys; its id, the job, its ttl ms, "1" to wake); ``answerer`` the names of
+        the one answering (``assignment.checked_names``; None: it may answer whoever is
+        assigned), one of which an interrupt's assignees must hold as it is accepted;
+        ``fingerprint`` the one the answer is bound to (None: any), which the interrupt
+        must still have as it is accepted; ``hold`` (when its undo window closes, who may
+        withdraw it, the interrupt.accepted event) holds the answer as accepted.
         """
         k = self.keys
         idem_key = k.idempotency(interrupt_id, idempotency[0] if idempotency else "_")
@@ -257,7 +249,10 @@ class Transitions:
                 single_use[0] if single_use else "",
                 max(single_use[1], 1000) if single_use else 0,
                 idempotency[0] if idempotency else "",
-                *(job[1] if job else []),
+                "" if answerer is None else dumps(answerer),
+                fingerprint or "",
+                *(job[1] if job else ["", "", "", ""] if hold else []),
+                *([hold[0], hold[1], dumps(hold[2])] if hold else []),
             ],
             keys=[idem_key, nonce_key, *(job[0] if job else [])],
         )
@@ -287,7 +282,7 @@ class Transitions:
                 end_status.value if end_status else "",
                 dumps(event),
                 dumps(audit_entry),
-                _flat(fields),
+                flat(fields),
                 dumps(end_data),
             ],
         )
@@ -295,42 +290,45 @@ class Transitions:
             return str(res[0]), "", None
         return "ok", str(res[1]), str(res[2]) or None
 
-    async def drop_due(self, run_id: str) -> None:
-        """Forgets a finished run in the due set (a late job found nothing to do)."""
-        await self.r.zrem(self.keys.runs_due, run_id)
+    async def assign_script(
+        self,
+        interrupt_id: str,
+        *,
+        assignees: list[str],
+        watchers: list[str],
+        event: dict[str, Any],
+        audit_entry: dict[str, Any],
+    ) -> list[Any]:
+        """The raw assign transition (broker/core/assignment.py interprets its outcome);
+        the step adds ``previous_assignees`` to the event and the audit entry."""
+        res: list[Any] = await self._call(
+            "assign",
+            [
+                interrupt_id,
+                dumps(assignees) if assignees else "",
+                dumps(watchers) if watchers else "",
+                dumps(event),
+                dumps(audit_entry),
+            ],
+        )
+        if res[0] == "ok":
+            return ["ok", InterruptRecord.from_hash(pairs(res[1]))]
+        return list(res)
 
-    async def drop_deadline(self, interrupt_id: str) -> None:
-        """Forgets the deadline of an interrupt that no longer exists."""
-        await self.r.zrem(self.keys.deadlines, interrupt_id)
-
-    async def overdue_runs(self, cutoff: int, now: int, batch: int) -> list[str]:
-        """Runs due since before ``cutoff`` whose thread no worker holds. Each run looked at
-        moves to the back of the due set, so later passes reach the others."""
-        k = self.keys
-        due: list[str] = await self.r.zrangebyscore(k.runs_due, "-inf", cutoff, 0, batch)
-        if not due:
-            return []
-        async with self.r.pipeline(transaction=False) as pipe:
-            for run_id in due:
-                pipe.hget(k.run(run_id), "thread_id")
-            threads = await pipe.execute()
-        async with self.r.pipeline(transaction=False) as pipe:
-            for run_id, thread_id in zip(due, threads, strict=True):
-                if thread_id is None:
-                    pipe.zrem(k.runs_due, run_id)
-                else:
-                    pipe.zadd(k.runs_due, {run_id: now}, xx=True)
-                    pipe.exists(k.thread_lease(thread_id))
-            replies = iter(await pipe.execute())
-        out = []
-        for run_id, thread_id in zip(due, threads, strict=True):
-            if thread_id is None:
-                next(replies)
-                continue
-            next(replies)
-            if not next(replies):  # a worker holds the thread: it is on it
-                out.append(run_id)
-        return out
+    async def escalate_script(
+        self,
+        interrupt_id: str,
+        step: int,
+        *,
+        event: dict[str, Any],
+        audit_entry: dict[str, Any],
+        now: int,
+    ) -> str:
+        """The raw escalate transition: runs the ladder step ``step`` (the interrupt's next,
+        as read) at ``now``; its outcome ('ok', or why not)."""
+        args = [now, interrupt_id, step, dumps(event), dumps(audit_entry)]
+        res = await self.durable.script(self._scripts["escalate"], [], args)
+        return str(res[0])
 
     async def emit(self, run: RunRecord, etype: str, *, client: Any = None, **data: Any) -> str:
         """Appends one event that changes no state (a message or tool-call delta);

@@ -1,7 +1,9 @@
-// Every HTTP call of the page: JSON in and out, the API key on each request, and a
-// prompt for a key when the broker answers 401.
+// Every HTTP call of the page: JSON in and out, the credential on each request (a signed-in
+// person's access token, or an API key), and a prompt for one when the broker answers 401.
+// Both are kept in this tab only (session storage), never in local storage.
 
 const KEY = "broker.apiKey";
+const TOKEN = "broker.accessToken";
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -16,7 +18,8 @@ export class ApiError extends Error {
 let askForKey = null;
 let asking = null;
 
-// `prompt(message)` shows the key dialog and resolves true once a key was entered.
+// `prompt(message)` asks for a credential (sign-in or key) and resolves true once one is
+// there to retry with.
 export function onKeyNeeded(prompt) {
   askForKey = prompt;
 }
@@ -25,9 +28,28 @@ export function apiKey() {
   return sessionStorage.getItem(KEY);
 }
 
+// A key and a person's token are exclusive: setting one forgets the other.
 export function setApiKey(key) {
-  if (key) sessionStorage.setItem(KEY, key);
-  else sessionStorage.removeItem(KEY);
+  if (key) {
+    sessionStorage.setItem(KEY, key);
+    sessionStorage.removeItem(TOKEN);
+  } else sessionStorage.removeItem(KEY);
+}
+
+export function accessToken() {
+  return sessionStorage.getItem(TOKEN);
+}
+
+export function setAccessToken(token) {
+  if (token) {
+    sessionStorage.setItem(TOKEN, token);
+    sessionStorage.removeItem(KEY);
+  } else sessionStorage.removeItem(TOKEN);
+}
+
+// What goes after "Bearer " (and in `?api_key=` where headers cannot go).
+export function credential() {
+  return accessToken() ?? apiKey();
 }
 
 // Concurrent 401s share one dialog.
@@ -40,8 +62,8 @@ export function needKey(message) {
 }
 
 export function authHeaders() {
-  const key = apiKey();
-  return key ? { authorization: `Bearer ${key}` } : {};
+  const secret = credential();
+  return secret ? { authorization: `Bearer ${secret}` } : {};
 }
 
 async function parse(res) {
@@ -65,6 +87,7 @@ export async function request(path, { method = "GET", body, headers = {} } = {})
       init.headers["content-type"] = "application/json";
       init.body = JSON.stringify(body);
     }
+    const used = credential();
     let res;
     try {
       res = await fetch(path, init);
@@ -73,7 +96,8 @@ export async function request(path, { method = "GET", body, headers = {} } = {})
     }
     if (res.status === 304) return { status: 304, etag: res.headers.get("etag"), data: null };
     const data = await parse(res);
-    if (res.status === 401 && (await needKey(data?.error?.message))) continue;
+    // a credential that changed meanwhile (another request's prompt) is tried first
+    if (res.status === 401 && (credential() !== used || (await needKey(data?.error?.message)))) continue;
     if (!res.ok) throw new ApiError(res.status, data);
     return { status: res.status, etag: res.headers.get("etag"), data };
   }
@@ -83,8 +107,8 @@ export async function get(path, params) {
   return (await request(withQuery(path, params))).data;
 }
 
-export async function post(path, body) {
-  return (await request(path, { method: "POST", body })).data;
+export async function post(path, body, headers = {}) {
+  return (await request(path, { method: "POST", body, headers })).data;
 }
 
 export function withQuery(path, params = {}) {

@@ -1,12 +1,13 @@
-// Starts the dashboard: the API key dialog, the live connection, and hash routing between
-// the inbox (#/inbox), the runs (#/runs) and one run (#/runs/<id>).
+// Starts the dashboard: sign-in or the API key dialog, the live connection, and hash
+// routing between the inbox (#/inbox), the runs (#/runs) and one run (#/runs/<id>).
 
-import { apiKey, get, onKeyNeeded, setApiKey } from "./api.js";
+import { get } from "./api.js";
 import { answerer, setAnswerer } from "./cards.js";
 import { Inbox } from "./inbox.js";
 import { Live } from "./live.js";
 import { RunDetail } from "./run.js";
 import { Runs } from "./runs.js";
+import { Session } from "./session.js";
 
 const $ = (sel) => document.querySelector(sel);
 const LIVE_WORDS = {
@@ -16,52 +17,10 @@ const LIVE_WORDS = {
   offline: "Offline",
 };
 
+const session = new Session();
 const inbox = new Inbox($("#view-inbox"));
 const runs = new Runs($("#view-runs"));
 let detail = null;
-
-function setupKeyDialog() {
-  const dialog = $("#key-dialog");
-  const form = $("#key-form");
-  const error = form.querySelector("[data-error]");
-  const button = $("#key-button");
-  let settle = null;
-  button.hidden = !apiKey();
-
-  onKeyNeeded((message) => {
-    error.textContent = apiKey() ? message || "This API key is not valid." : "";
-    form.elements.key.value = "";
-    if (!dialog.open) dialog.showModal();
-    form.elements.key.focus();
-    return new Promise((resolve) => {
-      settle = resolve;
-    });
-  });
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const key = form.elements.key.value.trim();
-    if (!key) return;
-    setApiKey(key);
-    button.hidden = false;
-    dialog.close();
-    settle?.(true);
-    settle = null;
-  });
-  dialog.addEventListener("cancel", (event) => {
-    // without a key nothing works; keep asking rather than show an empty page
-    if (settle) event.preventDefault();
-  });
-  $("#key-forget").addEventListener("click", () => {
-    setApiKey(null);
-    button.hidden = true;
-    error.textContent = "The key was forgotten. Enter a key to go on.";
-    form.elements.key.value = "";
-  });
-  button.addEventListener("click", () => {
-    error.textContent = "";
-    dialog.showModal();
-  });
-}
 
 function setupAnswerer() {
   const input = $("#answerer");
@@ -94,8 +53,10 @@ async function loadAgents() {
   inbox.setAgents(items.map((a) => a.agent_id));
 }
 
-function main() {
-  setupKeyDialog();
+async function main() {
+  await session.start();
+  session.onChange((person) => inbox.setPerson(person));
+  inbox.setPerson(session.person);
   setupAnswerer();
   const state = $("#live");
   const live = new Live({

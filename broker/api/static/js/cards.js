@@ -1,80 +1,80 @@
-// One pending interrupt as a card: what is asked, by whom, and the form that answers it.
-// Answers are checked against the declared schema first; refusals are put in plain words.
+// One pending interrupt as a card: what is asked, by whom, the votes so far, and the form
+// that answers it. Answers are checked against the declared schema first; refusals are
+// put in plain words (refusals.js). An answer the broker holds for its undo window shows
+// the countdown and Undo (undo.js); a vote that decides nothing leaves the card open.
 
-import { post } from "./api.js";
+import { get, post } from "./api.js";
 import { check } from "./schema.js";
 import { answerForm, declaredSchema, kindOf } from "./forms.js";
-import { h, questionText, shortId, time, timeEl, json } from "./dom.js";
+import { append, h, questionText, shortId, timeEl, json } from "./dom.js";
+import { explain } from "./refusals.js";
+import { heldLine } from "./undo.js";
+import { approvalSummary, showVotes } from "./votes.js";
+import { assigneeText, resolvedBy } from "./words.js";
 
-const ANSWERER = "broker.answerer";
-const CHANNELS = { rest: "the REST API", agui: "AG-UI", link: "an action link", expiry: "its deadline" };
+export { explain } from "./refusals.js";
+export {
+  answerer, answerName, answerText, assigneeText, commentLine, isRejection, resolvedBy, setAnswerer, who,
+} from "./words.js";
 
-export function answerer() {
-  return localStorage.getItem(ANSWERER) ?? "";
-}
-
-export function setAnswerer(name) {
-  localStorage.setItem(ANSWERER, name.trim());
-}
-
-export function who(resolution) {
-  const name = resolution?.resolved_by || resolution?.key_id || "someone";
-  const channel = CHANNELS[resolution?.channel] ?? resolution?.channel;
-  return channel ? `${name} via ${channel}` : name;
-}
-
-export function answerText(value) {
-  if (value === true) return "Approved";
-  if (value === false) return "Rejected";
-  if (typeof value === "string") return `“${value}”`;
-  if (value && typeof value === "object") {
-    if (value.cancelled === true) return "Cancelled";
-    if (typeof value.chosen_label === "string") return value.chosen_label;
-    if (Array.isArray(value.decisions)) return value.decisions.map((d) => d?.type).join(", ");
-  }
-  return JSON.stringify(value);
-}
-
-// Why an answer was refused, in words a person can act on.
-export function explain(err, record) {
-  const e = err.error ?? {};
-  switch (err.status) {
-    case 0:
-      return "Could not reach the broker. Check the connection and try again.";
-    case 403:
-      return "Your API key may not answer questions (it lacks the interrupts:resolve scope).";
-    case 404:
-      return "This question no longer exists.";
-    case 409:
-      if (err.code === "already_resolved") {
-        const r = e.resolution ?? {};
-        return `Someone else answered first: ${who(r)} answered ${answerText(r.value)}` +
-          `${r.resolved_at ? ` at ${time(r.resolved_at)}` : ""}. Your answer was not used.`;
-      }
-      return "This question was closed: its run ended before your answer arrived. Your answer was not used.";
-    case 410:
-      return `This question expired${record.expires_at ? ` at ${time(record.expires_at)}` : ""} ` +
-        "and no longer takes answers.";
-    case 413:
-      return "This answer is too large for the broker.";
-    case 422:
-      return `The broker did not accept this answer: ${err.message}`;
-    default:
-      return `The broker refused this answer (${err.status}): ${err.message}`;
-  }
-}
-
-// hooks.onAnswered(record, resolution) after an accepted answer; hooks.onRefused(record,
-// err) when the interrupt turned out to be closed (the card then stays, showing why).
+// hooks.onAnswered(record, resolution) after an answer that resolved it; hooks.onVoted(
+// record) after a vote that decided nothing (the card stays open, showing it);
+// hooks.onRefused(record, err) when the interrupt turned out to be closed (the card then
+// stays, showing why); hooks.onRenewed(record, card) when the question changed since the
+// card showed it (the answer is bound to what was shown, If-Match) and a new card shows
+// it as it is now. An answer held for its undo window keeps the card (`data-held`) with
+// its countdown (hooks.onHeld(record)) until the interrupt is resolved or the answer
+// withdrawn (`release`; hooks.onReleased(record)).
 export function interruptCard(record, hooks = {}) {
   const error = h("p", { class: "error", role: "alert", dataset: { error: "" } });
+  const note = h("p", { class: "note", role: "status", dataset: { note: "" } });
+  const votes = h("div", { class: "approval", dataset: { approval: "" } });
   const card = h("li", {
     class: "card interrupt",
     dataset: { interruptId: record.id, runId: record.run_id, agent: record.agent_id, kind: kindOf(record) },
   });
+  card.record = record;
+  // the interrupt as the broker now has it: its votes so far
+  card.refresh = (fresh) => {
+    card.record = fresh;
+    showVotes(votes, fresh.approval);
+  };
+  card.refresh(record);
 
-  const send = async (value) => {
+  // the broker holds the answer for its undo window: the form gives way to the countdown
+  const hold = (accepted, value) => {
+    card.dataset.held = "1";
+    form.hidden = true;
+    if (card.pick) {
+      card.pick.checked = false;
+      card.pick.disabled = true;
+      card.pick.dispatchEvent(new Event("change"));
+    }
+    const line = heldLine(accepted, value, { onWithdrawn: (fresh) => card.release(fresh) });
+    form.after(line);
+    line.querySelector("button")?.focus();
+    hooks.onHeld?.(card.record);
+  };
+  // the answer was withdrawn: the question is answerable again
+  card.release = (fresh) => {
+    const line = card.querySelector("[data-held]");
+    // Undo had the focus (or lost it to the page while it was being sent)
+    const focused = Boolean(line) && (line.contains(document.activeElement) || document.activeElement === document.body);
+    line?.stop();
+    line?.remove();
+    delete card.dataset.held;
+    if (fresh) card.refresh(fresh);
+    form.hidden = false;
+    if (card.pick) card.pick.disabled = false;
+    note.textContent = "";
+    if (line) hooks.onReleased?.(card.record);
+    // back at the answer itself (not its comment)
+    if (focused) [...form.querySelectorAll("button, textarea, input, select")].find((el) => el.name !== "comment")?.focus();
+  };
+
+  const send = async (value, comment) => {
     error.textContent = "";
+    note.textContent = "";
     const schema = declaredSchema(record);
     const problem = schema && check(schema, value);
     if (problem) {
@@ -84,13 +84,31 @@ export function interruptCard(record, hooks = {}) {
     card.inflight = true;
     try {
       const body = { value };
-      if (answerer()) body.resolved_by = answerer();
-      const resolved = await post(`/interrupts/${encodeURIComponent(record.id)}/resolve`, body);
-      hooks.onAnswered?.(record, resolved.resolution);
+      if (comment) body.comment = comment;
+      if (resolvedBy()) body.resolved_by = resolvedBy();
+      // the answer is for the question this card shows, and no other version of it
+      const bound = record.fingerprint ? { "if-match": `"${record.fingerprint}"` } : {};
+      const path = `/interrupts/${encodeURIComponent(record.id)}/resolve`;
+      const answered = await post(path, body, bound);
+      if (answered.status === "accepted") hold(answered, value);
+      else if (answered.status === "pending") {
+        // a vote that decides nothing yet: the card stays open, showing it
+        card.refresh(answered);
+        note.textContent = answered.approval
+          ? `Your vote is recorded: ${approvalSummary(answered.approval)}.`
+          : "Your answer is recorded.";
+        const box = form.querySelector("textarea[name=comment]");
+        if (box) box.value = "";
+        hooks.onVoted?.(answered);
+      } else hooks.onAnswered?.(record, answered.resolution);
       return true;
     } catch (err) {
       error.textContent = explain(err, record);
-      if ([404, 409, 410].includes(err.status)) {
+      if (err.status === 412) {
+        await renew(card, record, hooks, error.textContent);
+        return false;
+      }
+      if ([404, 409, 410].includes(err.status) && err.code !== "already_voted") {
         closeCard(card);
         hooks.onRefused?.(record, err);
       }
@@ -102,26 +120,68 @@ export function interruptCard(record, hooks = {}) {
   };
 
   const title = questionText(record.value);
-  card.append(
+  const pick = hooks.onPick
+    ? h("input", { type: "checkbox", class: "pick", "aria-label": `Select: ${title || record.agent_id}` })
+    : null;
+  pick?.addEventListener("change", () => hooks.onPick(record, pick.checked));
+  card.pick = pick;
+  const form = answerForm(record, send);
+  append(card, [
     h("header", {},
+      pick,
       h("h3", {}, record.agent_id),
       h("span", { class: "kind" }, record.type ?? kindOf(record)),
       h("span", { class: "meta" },
         h("span", {}, "thread ", h("code", {}, shortId(record.thread_id))),
         h("a", { href: `#/runs/${encodeURIComponent(record.run_id)}` }, `run ${shortId(record.run_id)}`),
         h("span", {}, "asked ", timeEl(record.created_at)),
-        record.expires_at ? h("span", {}, "expires ", timeEl(record.expires_at)) : null)),
+        record.expires_at ? h("span", {}, "expires ", timeEl(record.expires_at)) : null,
+        record.undo?.undo_s ? h("span", {}, `undo within ${record.undo.undo_s} s`) : null)),
     title ? h("p", { class: "question" }, title) : null,
+    people(record),
+    votes,
     h("details", {}, h("summary", {}, "Full value"), h("pre", {}, json(record.value))),
-    answerForm(record, send),
+    form,
+    note,
     error,
-  );
+  ]);
   return card;
+}
+
+// The card of a question that changed since it was shown, replaced by one showing it as
+// it is now, with the refusal in words on it.
+async function renew(card, record, hooks, message) {
+  let fresh;
+  try {
+    fresh = await get(`/interrupts/${encodeURIComponent(record.id)}`);
+  } catch {
+    return;
+  }
+  const next = interruptCard(fresh, hooks);
+  next.querySelector("[data-error]").textContent = message;
+  next.dataset.renewed = "1";
+  card.replaceWith(next);
+  hooks.onRenewed?.(fresh, next);
+}
+
+// Who may answer (assignees) and who follows (watchers), when the interrupt names any.
+export function people(record) {
+  const line = (label, names) =>
+    names?.length ? h("span", {}, `${label} `, names.map(assigneeText).join(", ")) : null;
+  const assignees = line("Assigned to", record.assignees);
+  const watchers = line("Watched by", record.watchers);
+  if (!assignees && !watchers) return null;
+  return h("p", { class: "meta people", dataset: { people: "" } }, assignees, watchers);
 }
 
 export function closeCard(card) {
   card.classList.add("closed-card");
   const form = card.querySelector("form.answer");
+  if (card.pick) {
+    card.pick.checked = false;
+    card.pick.disabled = true;
+    card.pick.dispatchEvent(new Event("change"));
+  }
   if (form) {
     form.dataset.closed = "1";
     for (const el of form.querySelectorAll("button, input, textarea, select")) el.disabled = true;

@@ -22,23 +22,38 @@ export function kindOf(record) {
   return record.kind ?? "json";
 }
 
-// `send(value)` answers; it resolves true once the broker accepted the answer.
+// `send(value, comment)` answers; it resolves true once the broker accepted the answer.
 export function answerForm(record, send) {
-  const build = { review, slots, approval, ask, json: jsonEditor }[kindOf(record)];
+  const kind = kindOf(record);
+  const build = { review, slots, approval, ask, json: jsonEditor }[kind];
   const form = build(record, send);
   form.classList.add("answer");
+  const comment = commentField(kind === "approval" || kind === "review" ? "Reason or comment (optional)" : "Comment (optional)");
+  form.insertBefore(comment, form.querySelector(":scope > .actions"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const value = form.answerFor(event.submitter);
     if (value === undefined) return;
     setBusy(form, true);
     try {
-      await send(value);
+      await send(value, comment.read());
     } finally {
       setBusy(form, false);
     }
   });
   return form;
+}
+
+// A note kept with the answer (`comment`, at most 2000 characters); for a rejection, why.
+export function commentField(label) {
+  const id = uid("comment");
+  const input = h("textarea", { id, name: "comment", rows: 1, maxlength: 2000, autocomplete: "off" });
+  const box = h("div", { class: "field comment-field" }, h("label", { for: id }, label), input);
+  box.read = () => input.value.trim() || undefined;
+  box.clear = () => {
+    input.value = "";
+  };
+  return box;
 }
 
 function setBusy(form, busy) {

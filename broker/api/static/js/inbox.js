@@ -1,13 +1,20 @@
 // The inbox: every pending interrupt, kept current by live events (or polling), with
-// filters, an order, counts per agent, and a note for each one closed elsewhere.
+// filters, an order, counts per agent, a note for each one closed elsewhere (notices.js),
+// the votes cast so far, "Assigned to me" for a signed-in person, and a selection
+// answered at once (bulk.js). A card whose answer the broker holds for its undo window
+// stays, counting down, until the interrupt is resolved or the answer withdrawn.
 
 import { get, request, withQuery } from "./api.js";
-import { answerText, closeCard, interruptCard, who } from "./cards.js";
-import { clear, fill, h, questionText } from "./dom.js";
+import { Bulk } from "./bulk.js";
+import { closeCard, interruptCard, people } from "./cards.js";
+import { h } from "./dom.js";
+import { readFilters, renderCounts, syncOptions } from "./filters.js";
+import { notice } from "./notices.js";
 
 const PAGE = 200;
 const MAX_ITEMS = 2000;
-const MAX_NOTICES = 6;
+const CLOSING = new Set(["interrupt.resolved", "interrupt.expired", "interrupt.cancelled", "interrupt.accepted"]);
+const held = (entry) => Boolean(entry?.card.dataset.held);
 
 export class Inbox {
   constructor(root) {
@@ -26,23 +33,61 @@ export class Inbox {
     this.buffer = [];
     this.etag = null;
     this.truncated = false;
+    this.person = null; // who is signed in, or null with a key
+    this.tab = "all"; // or "mine": the ones assigned to the person
+    this.mine = null; // ids `GET /interrupts?assigned_to=me` listed
+    this.tabs = root.querySelector("#inbox-tabs");
+    this.mineCount = root.querySelector("#mine-count");
+    this.bulk = new Bulk(root, this);
+    for (const button of this.tabs.querySelectorAll("[data-tab]")) {
+      button.addEventListener("click", () => this.showTab(button.dataset.tab));
+    }
     this.filtersForm.addEventListener("input", () => this.render());
     this.filtersForm.addEventListener("submit", (e) => e.preventDefault());
-  }
-
-  filters() {
-    const f = new FormData(this.filtersForm);
-    return {
-      agent: f.get("agent") || "",
-      type: f.get("type") || "",
-      thread: String(f.get("thread") || "").trim(),
-      order: f.get("order") || "asc",
-    };
   }
 
   setAgents(agents) {
     this.agents = agents;
     this.render();
+  }
+
+  // A person signed in gets "Assigned to me"; with a key there is no "me" to assign.
+  setPerson(name) {
+    this.person = name;
+    this.tabs.hidden = !name;
+    if (!name) {
+      this.mine = null;
+      this.showTab("all");
+    } else this.loadMine().catch(() => {});
+  }
+
+  showTab(tab) {
+    this.tab = tab;
+    for (const b of this.tabs.querySelectorAll("[data-tab]")) b.setAttribute("aria-pressed", String(b.dataset.tab === tab));
+    this.render();
+  }
+
+  // The pending interrupts whose assignees name this person (directly or by a group).
+  async loadMine() {
+    if (!this.person) return;
+    const ids = new Set();
+    let cursor = null;
+    do {
+      const page = await get("/interrupts", { assigned_to: "me", limit: PAGE, cursor });
+      for (const record of page.items) {
+        ids.add(record.id);
+        this.add(record, false);
+      }
+      cursor = page.next_cursor;
+    } while (cursor && ids.size < MAX_ITEMS);
+    this.mine = ids;
+    this.render();
+  }
+
+  laterMine() {
+    if (!this.person) return;
+    clearTimeout(this.mineTimer);
+    this.mineTimer = setTimeout(() => this.loadMine().catch(() => {}), 150);
   }
 
   // Reloads every pending interrupt; events that arrive meanwhile are applied after.
@@ -59,6 +104,7 @@ export class Inbox {
         } while (cursor && records.length < MAX_ITEMS);
         this.truncated = Boolean(cursor);
         this.replace(records);
+        if (this.person) await this.loadMine().catch(() => {});
       } finally {
         this.loading = null;
         const buffered = this.buffer.splice(0);
@@ -72,7 +118,7 @@ export class Inbox {
   replace(records) {
     const ids = new Set(records.map((r) => r.id));
     for (const [id, entry] of this.items) {
-      if (!ids.has(id) && !entry.card.classList.contains("closed-card")) {
+      if (!ids.has(id) && !entry.card.classList.contains("closed-card") && !held(entry)) {
         this.items.delete(id);
         entry.card.remove();
       }
@@ -86,7 +132,12 @@ export class Inbox {
     if (this.items.has(record.id) || record.status !== "pending") return;
     const card = interruptCard(record, {
       onAnswered: (r, resolution) => this.closed(r.id, { status: "resolved", resolution }),
+      onVoted: (r) => this.voted(r.id, r.approval),
+      onHeld: () => this.render(),
+      onReleased: () => this.render(),
       onRefused: (r) => this.refused(r.id),
+      onRenewed: (r, renewed) => this.items.set(r.id, { record: r, card: renewed }),
+      onPick: (r, on) => this.bulk.pick(r.id, on),
     });
     this.items.set(record.id, { record, card });
     if (render) this.render();
@@ -100,6 +151,19 @@ export class Inbox {
     }
     const id = event.data?.interrupt_id;
     if (!id) return;
+    if (event.type === "interrupt.created" || event.type === "interrupt.assigned") this.laterMine();
+    if (event.type === "interrupt.assigned") {
+      await this.reassigned(id);
+      return;
+    }
+    if (event.type === "interrupt.voted") {
+      this.voted(id, event.data.approval);
+      return;
+    }
+    if (event.type === "interrupt.withdrawn") {
+      await this.withdrawn(id);
+      return;
+    }
     if (event.type === "interrupt.created") {
       if (this.items.has(id) || this.gone.has(id)) return;
       try {
@@ -111,18 +175,71 @@ export class Inbox {
       }
       return;
     }
+    if (!CLOSING.has(event.type)) return;
     const status = event.type.slice("interrupt.".length);
     this.closed(id, { status, resolution: event.data.resolution ?? null });
+  }
+
+  // A vote was cast: the card shows the votes so far (never fewer than it shows).
+  voted(id, approval) {
+    const entry = this.items.get(id);
+    if (!entry || !approval) return;
+    const shown = entry.card.record.approval?.votes?.length ?? 0;
+    if ((approval.votes?.length ?? 0) < shown) return;
+    entry.card.refresh({ ...entry.card.record, approval });
+    entry.record = entry.card.record;
+  }
+
+  // An answer held for its undo window was withdrawn: the question is open again.
+  async withdrawn(id) {
+    this.gone.delete(id);
+    const fresh = await get(`/interrupts/${encodeURIComponent(id)}`).catch(() => null);
+    if (fresh?.status !== "pending") return;
+    const entry = this.items.get(id);
+    if (entry && !entry.card.classList.contains("closed-card")) {
+      if (held(entry)) entry.card.release(fresh);
+      else entry.card.refresh(fresh);
+      entry.record = fresh;
+      return;
+    }
+    // new here, or closed by a refusal (it was answered elsewhere): answerable again
+    entry?.card.remove();
+    this.items.delete(id);
+    this.add(fresh);
+  }
+
+  // Who may answer changed: the card shows the new assignees and watchers.
+  async reassigned(id) {
+    const entry = this.items.get(id);
+    if (!entry) return;
+    try {
+      entry.record = await get(`/interrupts/${encodeURIComponent(id)}`);
+    } catch {
+      return;
+    }
+    const line = people(entry.record);
+    const old = entry.card.querySelector("[data-people]");
+    if (old && line) old.replaceWith(line);
+    else if (old) old.remove();
+    else if (line) entry.card.querySelector("header").after(line);
+    // a refusal for not being an assignee may no longer hold
+    const error = entry.card.querySelector("[data-error]");
+    if (error) error.textContent = "";
   }
 
   // One poll round without a socket: a cheap 304 when nothing changed.
   async poll() {
     const path = withQuery("/interrupts", { status: "pending", limit: 500 });
+    if (this.person) await this.loadMine();
     const res = await request(path, { headers: this.etag ? { "if-none-match": this.etag } : {} });
     if (res.status === 304) return;
     this.etag = res.etag;
     const ids = new Set(res.data.items.map((r) => r.id));
-    for (const record of res.data.items) this.add(record);
+    for (const record of res.data.items) {
+      if (this.items.has(record.id)) this.voted(record.id, record.approval);
+      else this.add(record);
+    }
+    // (a card held for its undo window is read too: it leaves once resolved)
     const vanished = [...this.items.values()].filter(
       (e) => !ids.has(e.record.id) && !e.card.classList.contains("closed-card"),
     );
@@ -137,9 +254,12 @@ export class Inbox {
     }
   }
 
-  // The interrupt closed (answered here or elsewhere, expired, or cancelled).
+  // The interrupt closed (answered here or elsewhere, expired, or cancelled), or an
+  // answer given elsewhere is held for its undo window ("accepted").
   closed(id, { status, resolution }) {
     const entry = this.items.get(id);
+    // this page's own answer, held: its card counts down until the interrupt resolves
+    if (status === "accepted" && held(entry)) return;
     this.gone.add(id);
     if (!entry || entry.card.classList.contains("closed-card")) return;
     if (entry.card.inflight) {
@@ -151,8 +271,9 @@ export class Inbox {
       ? entry.card.nextElementSibling ?? entry.card.previousElementSibling
       : undefined;
     this.items.delete(id);
+    entry.card.querySelector("[data-held]")?.stop();
     entry.card.remove();
-    this.notice(entry.record, status, resolution);
+    notice(this.notices, entry.record, status, resolution);
     this.render();
     // a keyboard user answering down the list goes on at the next question
     if (next !== undefined) {
@@ -177,38 +298,29 @@ export class Inbox {
     this.render();
   }
 
-  notice(record, status, resolution) {
-    const q = questionText(record.value);
-    const what = q ? `${record.agent_id}: “${q}”` : `${record.agent_id} (${record.type ?? "interrupt"})`;
-    let outcome;
-    if (status === "resolved") outcome = `${answerText(resolution?.value)} — answered by ${who(resolution)}`;
-    else if (status === "expired") outcome = "expired without an answer";
-    else outcome = "closed: its run ended";
-    const dismiss = h("button", { type: "button", class: "quiet", "aria-label": "Dismiss" }, "×");
-    const item = h("li", { dataset: { interruptId: record.id, status } }, h("span", {}, `${what} · ${outcome}`), dismiss);
-    dismiss.addEventListener("click", () => item.remove());
-    this.notices.prepend(item);
-    while (this.notices.children.length > MAX_NOTICES) this.notices.lastElementChild.remove();
-  }
-
   render() {
-    const f = this.filters();
+    const f = readFilters(this.filtersForm);
     const entries = [...this.items.values()];
-    const open = entries.filter((e) => !e.card.classList.contains("closed-card"));
+    const open = entries.filter((e) => !e.card.classList.contains("closed-card") && !held(e));
     const perAgent = new Map();
     for (const { record } of open) perAgent.set(record.agent_id, (perAgent.get(record.agent_id) ?? 0) + 1);
 
     this.badge.textContent = String(open.length);
     document.title = open.length ? `(${open.length}) Interrupt broker` : "Interrupt broker";
-    this.syncOptions("agent", [...new Set([...this.agents, ...perAgent.keys()])].sort(), f.agent);
-    this.syncOptions("type", [...new Set(entries.map((e) => e.record.type ?? "").filter(Boolean))].sort(), f.type);
-    this.renderCounts(perAgent, f.agent);
+    syncOptions(this.filtersForm, "agent", [...new Set([...this.agents, ...perAgent.keys()])].sort(), f.agent);
+    syncOptions(this.filtersForm, "type", [...new Set(entries.map((e) => e.record.type ?? "").filter(Boolean))].sort(), f.type);
+    renderCounts(this.counts, perAgent, f.agent, (agent) => {
+      const select = this.filtersForm.elements.agent;
+      select.value = select.value === agent ? "" : agent;
+      this.render();
+    });
 
     const shown = entries
       .filter(({ record: r }) =>
         (!f.agent || r.agent_id === f.agent) &&
         (!f.type || r.type === f.type) &&
-        (!f.thread || r.thread_id.includes(f.thread)))
+        (!f.thread || r.thread_id.includes(f.thread)) &&
+        (this.tab !== "mine" || Boolean(this.mine?.has(r.id))))
       .sort((a, b) => {
         const d = String(a.record.created_at).localeCompare(String(b.record.created_at));
         return f.order === "desc" ? -d : d;
@@ -219,37 +331,19 @@ export class Inbox {
       if (this.list.children[i] !== card) this.list.insertBefore(card, this.list.children[i] ?? null);
     });
     while (this.list.children.length > shown.length) this.list.lastElementChild.remove();
+    this.bulk.sync();
+    const mine = open.filter((e) => this.mine?.has(e.record.id)).length;
+    this.mineCount.textContent = this.mine ? String(mine) : "";
 
-    this.empty.hidden = entries.length > 0;
+    this.empty.hidden = entries.length > 0 || this.tab === "mine";
     const filtered = shown.length !== entries.length;
     this.summary.textContent = entries.length === 0
       ? ""
       : `${filtered ? `Showing ${shown.length} of ${open.length}` : `${open.length}`} pending` +
+        (entries.some(held) ? ` · ${entries.filter(held).length} answered, still to undo` : "") +
         (this.truncated ? ` (the first ${MAX_ITEMS} only)` : "") +
-        (filtered && shown.length === 0 ? " — none match these filters" : "");
-  }
-
-  syncOptions(name, values, selected) {
-    const select = this.filtersForm.elements[name];
-    const have = [...select.options].slice(1).map((o) => o.value);
-    const want = selected && !values.includes(selected) ? [...values, selected] : values;
-    if (have.join("\n") === want.join("\n")) return;
-    fill(select, h("option", { value: "" }, "all"), ...want.map((v) => h("option", { value: v }, v)));
-    select.value = selected;
-  }
-
-  renderCounts(perAgent, selected) {
-    const focused = this.counts.contains(document.activeElement) ? document.activeElement.dataset.agent : null;
-    clear(this.counts);
-    for (const [agent, n] of [...perAgent].sort()) {
-      const chip = h("button", { type: "button", "aria-pressed": String(agent === selected), dataset: { agent } }, `${agent} ${n}`);
-      chip.addEventListener("click", () => {
-        const select = this.filtersForm.elements.agent;
-        select.value = select.value === agent ? "" : agent;
-        this.render();
-      });
-      this.counts.append(h("li", {}, chip));
-      if (agent === focused) chip.focus();
-    }
+        (filtered && shown.length === 0
+          ? this.tab === "mine" ? " — none assigned to you" : " — none match these filters"
+          : "");
   }
 }

@@ -1,7 +1,7 @@
 // The live connection: `WS /ws` for run and interrupt events, resumed from the last event
 // id after a drop, and polling (with an ETag) while the WebSocket cannot be used.
 
-import { apiKey, needKey } from "./api.js";
+import { credential, needKey } from "./api.js";
 
 const POLL_MS = 3000;
 const RETRY_MIN_MS = 1000;
@@ -37,8 +37,8 @@ export class Live {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const query = new URLSearchParams({ events: "run,interrupt" });
     if (this.lastId) query.set("after", this.lastId);
-    const key = apiKey();
-    if (key) query.set("api_key", key);
+    const secret = credential();
+    if (secret) query.set("api_key", secret);
     return `${scheme}://${location.host}/ws?${query}`;
   }
 

@@ -1,11 +1,12 @@
-// One run: its facts, output and error, its interrupts with their answers (pending ones
-// answerable here), and its event timeline, live while the run goes on.
+// One run: its facts, output and error, its interrupts with their answers and votes
+// (pending ones answerable here), and its event timeline, live while the run goes on.
 
 import { get, post } from "./api.js";
-import { answerText, interruptCard, who } from "./cards.js";
-import { fill, h, json, questionText, shortId, timeEl } from "./dom.js";
+import { answerText, commentLine, interruptCard, people, who } from "./cards.js";
+import { fill, h, json, questionText, shortId, time, timeEl } from "./dom.js";
 import { followRun } from "./sse.js";
 import { statusBadge } from "./runs.js";
+import { approvalSummary, voterName, votesBox } from "./votes.js";
 
 const ACTIVE = new Set(["queued", "running", "interrupted"]);
 
@@ -64,6 +65,7 @@ export class RunDetail {
   onEvent(event) {
     this.addToTimeline(event);
     if (event.type.startsWith("run.")) this.later("run", () => this.refreshRun());
+    if (event.type === "interrupt.withdrawn") this.withdrawn(event.data?.interrupt_id).catch(() => {});
     if (event.type.startsWith("interrupt.")) {
       if (event.data?.interrupt_id) this.interruptIds.add(event.data.interrupt_id);
       this.later("interrupts", () => this.refreshInterrupts());
@@ -114,17 +116,23 @@ export class RunDetail {
     );
     const known = records.filter(Boolean).sort((a, b) => String(a.created_at).localeCompare(String(b.created_at)));
     for (const record of known.filter((r) => r.status === "pending")) {
-      if (this.cards.has(record.id)) continue;
+      const shown = this.cards.get(record.id);
+      if (shown && !shown.dataset.held) shown.refresh(record); // the votes so far
+      if (shown) continue;
       const card = interruptCard(record, {
         onAnswered: () => this.later("run", () => this.refreshRun()),
         onRefused: () => this.later("run", () => this.refreshRun()),
+        onRenewed: (r, next) => this.cards.set(r.id, next),
       });
       this.cards.set(record.id, card);
       this.pending.append(card);
     }
     for (const [id, card] of this.cards) {
       const record = known.find((r) => r.id === id);
-      if (record && record.status !== "pending" && !card.inflight && !card.classList.contains("closed-card")) {
+      // an answer held here for its undo window keeps its card, with Undo, until resolved
+      const keep = card.inflight || card.classList.contains("closed-card") || (card.dataset.held && record?.status === "accepted");
+      if (record && record.status !== "pending" && !keep) {
+        card.querySelector("[data-held]")?.stop();
         card.remove();
         this.cards.delete(id);
       }
@@ -132,9 +140,18 @@ export class RunDetail {
     if (!this.pending.children.length) fill(this.pending, h("li", { class: "muted" }, "Nothing."));
     else this.pending.querySelector("li.muted")?.remove();
     fill(this.answered,
-      ...known.filter((r) => r.status !== "pending").map((r) => closedItem(r)),
+      ...known.filter((r) => r.status !== "pending" && !this.cards.has(r.id)).map((r) => closedItem(r)),
     );
     if (!this.answered.children.length) this.answered.append(h("li", { class: "muted" }, "None yet."));
+  }
+
+  // An answer held for its undo window was withdrawn (here or elsewhere): its card, if
+  // this page holds it, shows the question again.
+  async withdrawn(id) {
+    const card = this.cards.get(id);
+    if (!card?.dataset.held) return;
+    const fresh = await get(`/interrupts/${encodeURIComponent(id)}`);
+    if (fresh.status === "pending") card.release(fresh);
   }
 
   async cancel() {
@@ -183,11 +200,17 @@ function closedItem(r) {
   const q = questionText(r.value);
   let outcome;
   if (r.status === "resolved") outcome = `${answerText(r.resolution?.value)} — answered by ${who(r.resolution)}`;
-  else if (r.status === "expired") outcome = r.resolution ? `expired; default answer ${answerText(r.resolution.value)}` : "expired";
+  else if (r.status === "accepted") {
+    const until = r.undo?.held_until ? ` at ${time(r.undo.held_until)}` : "";
+    outcome = `${answerText(r.resolution?.value)} — answered by ${who(r.resolution)}; it resumes once its undo window closes${until}`;
+  } else if (r.status === "expired") outcome = r.resolution ? `expired; default answer ${answerText(r.resolution.value)}` : "expired";
   else outcome = "cancelled: the run ended";
   return h("li", { class: "card", dataset: { interruptId: r.id, status: r.status } },
     h("header", {}, h("h3", {}, q || r.type || "interrupt"), h("span", { class: "kind" }, r.type ?? "")),
     h("p", {}, outcome),
+    r.status === "resolved" || r.status === "accepted" ? commentLine(r.resolution) : null,
+    votesBox(r.approval),
+    people(r),
     r.resolution?.resolved_at ? h("p", { class: "muted" }, "at ", timeEl(r.resolution.resolved_at)) : null);
 }
 
@@ -198,6 +221,12 @@ function describe(event) {
       return `asks (${d.type ?? "interrupt"})`;
     case "interrupt.resolved":
       return `${answerText(d.resolution?.value)} by ${who(d.resolution)}`;
+    case "interrupt.voted":
+      return `${voterName(d.vote)} ${d.vote?.vote ? "approved" : "rejected"}${d.approval ? ` (${approvalSummary(d.approval)})` : ""}`;
+    case "interrupt.accepted":
+      return `${answerText(d.resolution?.value)} by ${who(d.resolution)}, held to undo until ${time(d.held_until)}`;
+    case "interrupt.withdrawn":
+      return "the answer was withdrawn; waiting for an answer again";
     case "run.failed":
       return typeof d.error === "string" ? d.error : d.error?.message ?? "";
     case "run.interrupted":
