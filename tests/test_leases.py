@@ -6,6 +6,8 @@
   transition, no checkpoint, no task writes;
 - the hand-on pass frees the lease of a worker whose heartbeat is stale, never one whose
   holder is alive, and judges nobody right after a stall of its own connection;
+- a lapsed lease is handed on, by the hand-on pass or as an overdue run, only if a second
+  look still finds it lapsed: one its holder took again in between is left to it;
 - an attempt whose thread is taken over mid-node writes neither checkpoint nor record;
 - a Redis error in the middle of a job makes arq retry the job instead of failing it.
 """
@@ -35,7 +37,7 @@ from broker.core.store import Attempt, Store
 from tests.faults import Faults, evalsha_of
 from tests.faults import client as faulty
 from tests.graphs import counter
-from worker import handover, main
+from worker import handover, main, reconciler
 from worker.liveness import Heartbeat
 from worker.locks import Lease, LockLost, hold
 from worker.runner import Runner
@@ -178,6 +180,45 @@ async def test_hand_on_frees_only_leases_of_dead_workers(
     jobs = await queue.queued_jobs()
     assert [(j.function, j.args) for j in jobs] == [("advance", (dead_run.id,))]
     assert await handover.hand_on(store, queue, observer) == 0  # queued once
+
+
+async def test_a_lapsed_lease_its_holder_takes_again_between_the_looks_is_left_to_it(
+    aredis: aioredis.Redis, keys: Keys, settings: Settings, queue: ArqRedis
+) -> None:
+    store = Store(aredis, settings.model_copy(update={"reconcile_grace_s": 0.001}))
+    observer = Heartbeat(store, "observer")
+    leases = {}
+    for name in ("retaken", "gone"):
+        run = await store.create_run("counter", f"thread-{name}", {}, {})
+        lease = Lease(
+            aredis,
+            keys.thread_lease(run.thread_id),
+            keys.thread_fence(run.thread_id),
+            holder=name,
+            ttl_s=30,
+        )
+        assert await lease.acquire()
+        assert isinstance(await store.begin_attempt(run.id, "", f"job-{name}"), Attempt)
+        await aredis.delete(keys.thread_lease(run.thread_id))  # lapsed, as after a stall
+        leases[name] = (run, lease)
+
+    found = await handover.suspects(store, observer)
+    assert sorted(s.run_id for s in found) == sorted(r.id for r, _ in leases.values())
+    assert all(s.lapsed for s in found)
+    overdue = await store.overdue_runs(now_ms(), now_ms(), 10)
+    assert len(overdue) == 2
+    # the holder's renewal lands between the looks
+    assert await leases["retaken"][1].renew() == "retaken"
+    gone = leases["gone"][0]
+    assert await handover.still_lapsed(aredis, keys, [t for _, t in overdue]) == {gone.thread_id}
+    assert await handover.hand_over(store, queue, found) == 1
+    assert [(j.function, j.args) for j in await queue.queued_jobs()] == [("advance", (gone.id,))]
+
+    # the reconciler's overdue pass looks twice too: the lapsed run is queued (under the
+    # overdue job id), the retaken one is not
+    await asyncio.sleep(0.01)
+    assert await reconciler.reconcile_once(store, queue) == 1
+    assert {j.args for j in await queue.queued_jobs()} == {(gone.id,)}
 
 
 async def test_an_attempt_that_loses_its_thread_mid_node_records_nothing(

@@ -4,7 +4,9 @@ no worker holds, and hands on the runs of dead workers (worker/handover.py).
 This is what makes an accepted answer resume even if the API died between recording it
 and queueing its job, or a job was lost. One worker at a time runs a pass (a short
 Redis lock), and only once it has seen Redis answer for a whole lease ttl: right after
-a stall of Redis, holders get the time to take their lapsed leases again first.
+a stall of Redis, holders get the time to take their lapsed leases again first. A run
+whose thread has no lease is queued only if a second look finds it still without one
+(worker/handover.py).
 """
 
 from __future__ import annotations
@@ -55,7 +57,11 @@ async def reconcile_once(store: Store, pool: Any, *, batch: int = 500) -> int:
     cutoff = now - int(s.reconcile_grace_s * 1000)
     queued = 0
     bucket = cutoff // max(int(s.reconcile_grace_s * 1000), 1)
-    for run_id in await store.overdue_runs(cutoff, now, batch):
+    found = await store.overdue_runs(cutoff, now, batch)
+    if found:
+        await asyncio.sleep(s.lease_ttl_s * handover.SECOND_LOOK)
+    free = await handover.still_lapsed(store.r, k, [t for _, t in found])
+    for run_id in (run_id for run_id, thread_id in found if thread_id in free):
         job = await pool.enqueue_job("advance", run_id, _job_id=f"advance:{run_id}:rc{bucket}")
         if job is not None:
             queued += 1

@@ -21,9 +21,10 @@ class Due:
         """Forgets the deadline of an interrupt that no longer exists."""
         await self.r.zrem(self.keys.deadlines, interrupt_id)
 
-    async def overdue_runs(self, cutoff: int, now: int, batch: int) -> list[str]:
-        """Runs due since before ``cutoff`` whose thread no worker holds. Each run looked at
-        moves to the back of the due set, so later passes reach the others."""
+    async def overdue_runs(self, cutoff: int, now: int, batch: int) -> list[tuple[str, str]]:
+        """Runs due since before ``cutoff`` whose thread no worker holds, as (run id,
+        thread id). Each run looked at moves to the back of the due set, so later passes
+        reach the others."""
         k = self.keys
         due: list[str] = await self.r.zrangebyscore(k.runs_due, "-inf", cutoff, 0, batch)
         if not due:
@@ -47,5 +48,5 @@ class Due:
                 continue
             next(replies)
             if not next(replies):  # a worker holds the thread: it is on it
-                out.append(run_id)
+                out.append((run_id, thread_id))
         return out
