@@ -145,25 +145,29 @@ async def test_a_holder_goes_on_after_a_lapse_and_stops_at_a_takeover(
     assert await aredis.get(keys.thread_lease("t")) == b.token
 
 
+async def _running(store: Store, holder: str) -> tuple[Any, Lease]:
+    """A run in an attempt of ``holder``'s, on a thread of its own, under a 30 s lease."""
+    run = await store.create_run("counter", f"thread-{holder}", {}, {})
+    k = store.keys
+    lease = Lease(
+        store.r,
+        k.thread_lease(run.thread_id),
+        k.thread_fence(run.thread_id),
+        holder=holder,
+        ttl_s=30,
+    )
+    assert await lease.acquire()
+    assert isinstance(await store.begin_attempt(run.id, "", f"job-{holder}"), Attempt)
+    return run, lease
+
+
 async def test_hand_on_frees_only_leases_of_dead_workers(
     aredis: aioredis.Redis, keys: Keys, settings: Settings, queue: ArqRedis
 ) -> None:
     settings = settings.model_copy(update={"worker_heartbeat_s": 0.1, "lease_ttl_s": 30})
     store = Store(aredis, settings)
     observer = Heartbeat(store, "observer")
-    threads = {}
-    for holder in ("alive", "dead"):
-        run = await store.create_run("counter", f"thread-{holder}", {}, {})
-        lease = Lease(
-            aredis,
-            keys.thread_lease(run.thread_id),
-            keys.thread_fence(run.thread_id),
-            holder=holder,
-            ttl_s=30,
-        )
-        assert await lease.acquire()
-        assert isinstance(await store.begin_attempt(run.id, "", f"job-{holder}"), Attempt)
-        threads[holder] = (run, lease)
+    threads = {holder: await _running(store, holder) for holder in ("alive", "dead")}
     await observer.beat()
     # right after its own connection came back, the observer judges nobody
     await aredis.zadd(keys.workers, {"dead": now_ms() - 10_000, "alive": now_ms()})
@@ -187,20 +191,9 @@ async def test_a_lapsed_lease_its_holder_takes_again_between_the_looks_is_left_t
 ) -> None:
     store = Store(aredis, settings.model_copy(update={"reconcile_grace_s": 0.001}))
     observer = Heartbeat(store, "observer")
-    leases = {}
-    for name in ("retaken", "gone"):
-        run = await store.create_run("counter", f"thread-{name}", {}, {})
-        lease = Lease(
-            aredis,
-            keys.thread_lease(run.thread_id),
-            keys.thread_fence(run.thread_id),
-            holder=name,
-            ttl_s=30,
-        )
-        assert await lease.acquire()
-        assert isinstance(await store.begin_attempt(run.id, "", f"job-{name}"), Attempt)
+    leases = {name: await _running(store, name) for name in ("retaken", "gone")}
+    for run, _ in leases.values():
         await aredis.delete(keys.thread_lease(run.thread_id))  # lapsed, as after a stall
-        leases[name] = (run, lease)
 
     found = await handover.suspects(store, observer)
     assert sorted(s.run_id for s in found) == sorted(r.id for r, _ in leases.values())
