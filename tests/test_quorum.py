@@ -211,6 +211,23 @@ def test_a_chain_is_answered_in_order_and_its_first_rejection_decides(
     assert done["output"]["values"]["answer"]["approved"] is False
 
 
+def test_a_rejection_at_the_chains_first_step_ends_it_before_the_next(
+    api: httpx.Client, voting: Broker, tokens: dict[str, dict[str, str]]
+) -> None:
+    run = start(api, "chained", {})
+    iid = next_interrupt(api, run["run_id"])["id"]
+    no = vote(api, iid, tokens["lena"], False)  # legal rejects: the CFO is never asked
+    assert no.status_code == 200, no.text
+    assert no.json()["status"] == "resolved"
+    resolution = no.json()["resolution"]
+    assert resolution["value"]["approved"] is False
+    assert [(v["by"]["sub"], v["vote"]) for v in resolution["votes"]] == [("lena", False)]
+    late = vote(api, iid, tokens["cfo"])
+    assert late.status_code == 409 and code(late) == "already_resolved", late.text
+    done = resumed_once(api, voting, run)
+    assert done["output"]["values"]["answer"]["approved"] is False
+
+
 def test_with_reject_quorum_one_rejection_does_not_decide(
     api: httpx.Client, tokens: dict[str, dict[str, str]]
 ) -> None:

@@ -177,9 +177,13 @@ def test_an_answer_withdrawn_within_the_window_never_resumes_the_run(
 def test_workers_killed_during_the_window_still_resume_the_run_once(
     broker: Broker, api: httpx.Client
 ) -> None:
-    run, _ = _held(api)
+    run, got = _held(api)
     for w in broker.workers:
         w.kill()
+    # the kills came inside the window: the answer is still held, the run not resumed
+    held = api.get(f"/interrupts/{got['id']}").json()
+    assert held["status"] == "accepted", held
+    assert _counts(broker, run["thread_id"]) == (0, 0)
     broker.start_worker()
     done = wait_status(api, run["run_id"], "succeeded", "failed")
     assert done["status"] == "succeeded", done
