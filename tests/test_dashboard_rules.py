@@ -280,6 +280,42 @@ def test_an_answer_held_for_its_window_is_undone_from_its_card(
     client.post(f"/runs/{run['run_id']}/cancel")
 
 
+def test_an_answer_held_survives_a_reload_with_its_undo(tab: Tab, client: httpx.Client) -> None:
+    run = start(client, "naming", HI)
+    iid = next_interrupt(client, run["run_id"])["id"]
+    page = tab.page
+    page.goto("/")
+    approval = asked(page, iid)
+    approval.get_by_role("button", name="Approve").click()
+    expect(approval.locator("[data-undo]")).to_have_text(HELD)
+
+    # the inbox, reloaded: the answer this tab gave is still held, with its Undo
+    page.reload()
+    approval = asked(page, iid)
+    held = approval.locator("[data-undo]")
+    expect(held).to_have_text(HELD)
+    expect(approval.locator("form.answer")).to_be_hidden()
+    assert read_interrupt(client, iid)["status"] == "accepted"
+    # and on the run's page, reloaded
+    page.goto(f"/#/runs/{run['run_id']}")
+    page.reload()
+    mine = page.locator(f'#run-pending li[data-interrupt-id="{iid}"]')
+    held = mine.locator("[data-undo]")
+    expect(held).to_have_text(HELD)
+    held.get_by_role("button", name="Undo").click()
+    expect(held).to_have_count(0)
+    expect(mine.get_by_role("button", name="Approve")).to_be_enabled()
+    assert read_interrupt(client, iid)["status"] == "pending"
+
+    # withdrawn, it is forgotten: a reload shows the question, to answer again
+    page.goto("/")
+    page.reload()
+    approval = asked(page, iid)
+    expect(approval.get_by_role("button", name="Approve")).to_be_enabled()
+    expect(approval.locator("[data-undo]")).to_have_count(0)
+    client.post(f"/runs/{run['run_id']}/cancel")
+
+
 @pytest.mark.parametrize("live", ["websocket", "polling"])
 def test_a_short_window_counts_down_to_resuming_and_the_run_goes_on(
     tab: Tab, client: httpx.Client, live: str

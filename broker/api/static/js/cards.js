@@ -8,7 +8,7 @@ import { check } from "./schema.js";
 import { answerForm, declaredSchema, kindOf } from "./forms.js";
 import { append, h, questionText, shortId, timeEl, json } from "./dom.js";
 import { explain } from "./refusals.js";
-import { heldLine } from "./undo.js";
+import { forgetHeld, heldLine, keepHeld, keptHeld } from "./undo.js";
 import { approvalSummary, showVotes } from "./votes.js";
 import { assigneeText, resolvedBy } from "./words.js";
 
@@ -42,7 +42,8 @@ export function interruptCard(record, hooks = {}) {
   card.refresh(record);
 
   // the broker holds the answer for its undo window: the form gives way to the countdown
-  const hold = (accepted, value) => {
+  const hold = (accepted, value, focus = true) => {
+    keepHeld(accepted, value);
     card.dataset.held = "1";
     form.hidden = true;
     if (card.pick) {
@@ -52,12 +53,13 @@ export function interruptCard(record, hooks = {}) {
     }
     const line = heldLine(accepted, value, { onWithdrawn: (fresh) => card.release(fresh) });
     form.after(line);
-    line.querySelector("button")?.focus();
+    if (focus) line.querySelector("button")?.focus();
     hooks.onHeld?.(card.record);
   };
   // the answer was withdrawn: the question is answerable again
   card.release = (fresh) => {
     const line = card.querySelector("[data-held]");
+    forgetHeld(card.record.id);
     // Undo had the focus (or lost it to the page while it was being sent)
     const focused = Boolean(line) && (line.contains(document.activeElement) || document.activeElement === document.body);
     line?.stop();
@@ -145,6 +147,9 @@ export function interruptCard(record, hooks = {}) {
     note,
     error,
   ]);
+  // an answer this tab gave before a reload, still held: its countdown and Undo again
+  const given = record.status === "accepted" ? keptHeld(record.id) : null;
+  if (given) hold({ ...given.accepted, undo: record.undo ?? given.accepted.undo }, given.value, false);
   return card;
 }
 

@@ -2,7 +2,7 @@
 // filters, an order, counts per agent, a note for each one closed elsewhere (notices.js),
 // the votes cast so far, "Assigned to me" for a signed-in person, and a selection
 // answered at once (bulk.js). A card whose answer the broker holds for its undo window
-// stays, counting down, until the interrupt is resolved or the answer withdrawn.
+// stays, counting down, until resolved or withdrawn, after a reload too (undo.js).
 
 import { get, request, withQuery } from "./api.js";
 import { Bulk } from "./bulk.js";
@@ -10,6 +10,7 @@ import { closeCard, interruptCard, people } from "./cards.js";
 import { h } from "./dom.js";
 import { readFilters, renderCounts, syncOptions } from "./filters.js";
 import { notice } from "./notices.js";
+import { onCard, stillHeld } from "./undo.js";
 
 const PAGE = 200;
 const MAX_ITEMS = 2000;
@@ -103,6 +104,7 @@ export class Inbox {
           cursor = page.next_cursor;
         } while (cursor && records.length < MAX_ITEMS);
         this.truncated = Boolean(cursor);
+        records.push(...(await stillHeld()));
         this.replace(records);
         if (this.person) await this.loadMine().catch(() => {});
       } finally {
@@ -129,7 +131,7 @@ export class Inbox {
   }
 
   add(record, render = true) {
-    if (this.items.has(record.id) || record.status !== "pending") return;
+    if (this.items.has(record.id) || !onCard(record)) return;
     const card = interruptCard(record, {
       onAnswered: (r, resolution) => this.closed(r.id, { status: "resolved", resolution }),
       onVoted: (r) => this.voted(r.id, r.approval),
@@ -239,8 +241,7 @@ export class Inbox {
       if (this.items.has(record.id)) this.voted(record.id, record.approval);
       else this.add(record);
     }
-    // (a card held for its undo window is read too: it leaves once resolved)
-    const vanished = [...this.items.values()].filter(
+    const vanished = [...this.items.values()].filter( // held ones too: they leave once resolved
       (e) => !ids.has(e.record.id) && !e.card.classList.contains("closed-card"),
     );
     for (const { record } of vanished) {

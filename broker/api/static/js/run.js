@@ -5,6 +5,7 @@ import { get, post } from "./api.js";
 import { answerText, commentLine, interruptCard, people, who } from "./cards.js";
 import { fill, h, json, questionText, shortId, time, timeEl } from "./dom.js";
 import { followRun } from "./sse.js";
+import { onCard } from "./undo.js";
 import { statusBadge } from "./runs.js";
 import { approvalSummary, voterName, votesBox } from "./votes.js";
 
@@ -115,7 +116,8 @@ export class RunDetail {
       [...this.interruptIds].map((id) => get(`/interrupts/${encodeURIComponent(id)}`).catch(() => null)),
     );
     const known = records.filter(Boolean).sort((a, b) => String(a.created_at).localeCompare(String(b.created_at)));
-    for (const record of known.filter((r) => r.status === "pending")) {
+    // (and those answered from this tab before a reload, still held: undo.js)
+    for (const record of known.filter(onCard)) {
       const shown = this.cards.get(record.id);
       if (shown && !shown.dataset.held) shown.refresh(record); // the votes so far
       if (shown) continue;

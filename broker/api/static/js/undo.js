@@ -1,8 +1,9 @@
 // The undo window of an accepted answer: "Approved — resuming in 8 s · Undo", counting
 // down to the broker's `held_until`, and the Undo button that withdraws the answer
-// (`POST /interrupts/{id}/withdraw`) while the window is open.
+// (`POST /interrupts/{id}/withdraw`) while the window is open. The answers this tab gave
+// that are held are kept in its sessionStorage, so a reload shows them again, with Undo.
 
-import { post } from "./api.js";
+import { get, post } from "./api.js";
 import { h } from "./dom.js";
 
 // What an answer says, in one word: Approved, Rejected, or Answered.
@@ -16,6 +17,63 @@ export function verdict(value) {
     if (types.length && types.every((t) => t === "approve")) return "Approved";
   }
   return "Answered";
+}
+
+const KEPT = "broker.held";
+
+function kept() {
+  try {
+    return JSON.parse(sessionStorage.getItem(KEPT) ?? "{}") ?? {};
+  } catch {
+    return {};
+  }
+}
+
+function store(all) {
+  if (Object.keys(all).length) sessionStorage.setItem(KEPT, JSON.stringify(all));
+  else sessionStorage.removeItem(KEPT);
+}
+
+// An answer this tab gave, held: `accepted` is the broker's reply, `value` the answer.
+export function keepHeld(accepted, value) {
+  store({ ...kept(), [accepted.id]: { accepted, value } });
+}
+
+export function forgetHeld(id) {
+  const all = kept();
+  if (!(id in all)) return;
+  delete all[id];
+  store(all);
+}
+
+// The held answer this tab gave to interrupt `id` ({accepted, value}), or null.
+export function keptHeld(id) {
+  return kept()[id] ?? null;
+}
+
+// Whether a card shows `record`: pending, or held with an answer this tab gave.
+export function onCard(record) {
+  return record.status === "pending" || (record.status === "accepted" && keptHeld(record.id) !== null);
+}
+
+function keptHeldIds() {
+  return Object.keys(kept());
+}
+
+// The interrupts this tab answered, before a reload, that the broker still holds for their
+// undo window (the others are forgotten; unreachable, they are left for the next load).
+export async function stillHeld() {
+  const records = await Promise.all(
+    keptHeldIds().map((id) =>
+      get(`/interrupts/${encodeURIComponent(id)}`).catch((err) => (err.status === 0 ? null : { id })),
+    ),
+  );
+  const still = [];
+  for (const record of records.filter(Boolean)) {
+    if (record.status === "accepted") still.push(record);
+    else forgetHeld(record.id);
+  }
+  return still;
 }
 
 // Whole seconds left until `iso` by this page's clock (never below 0).
@@ -59,6 +117,7 @@ export function heldLine(accepted, value, { onWithdrawn }) {
 
   const finish = () => {
     clearTimeout(timer);
+    forgetHeld(accepted.id);
     text.textContent = `${word} — resuming`;
     tail.remove();
   };
@@ -79,6 +138,7 @@ export function heldLine(accepted, value, { onWithdrawn }) {
       const path = `/interrupts/${encodeURIComponent(accepted.id)}/withdraw`;
       const fresh = await post(path);
       box.stop();
+      forgetHeld(accepted.id);
       onWithdrawn(fresh);
     } catch (err) {
       error.textContent = undoRefusal(err);
