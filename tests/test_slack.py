@@ -2,7 +2,8 @@
 slack_sdk's client talks to: a routed interrupt is posted with buttons by its kind; a
 click or a modal signed with the signing secret answers as the mapped person (assignment
 applies); a bad or old signature and an unmapped user change nothing; the message is
-updated with the outcome whichever channel answered.
+updated with the outcome whichever channel answered, and with the votes so far on an
+interrupt decided by votes.
 """
 
 from __future__ import annotations
@@ -39,9 +40,12 @@ ROUTES = [
     {"agent": "scheduling", "channel": "CSCHED"},
     {"agent": "tool_approval", "channel": "CTOOLS"},
     {"agent": "expiring_later", "channel": "CEXPIRY"},
+    {"agent": "counter", "channel": "CVOTES"},
 ]
 USERS = {"UALICE": "user:alice@example.com", "UBOB": "user:bob@example.com"}
 ASSIGNMENT = [{"agent": "scheduling", "assignees": ["user:alice@example.com"]}]
+CHAIN = ["user:alice@example.com", "user:bob@example.com"]
+RULES = [{"agent": "counter", "type": "approval", "approval": {"chain": CHAIN}}]
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +68,7 @@ def broker(
         BROKER_SLACK_ROUTES=json.dumps(ROUTES),
         BROKER_SLACK_USERS=json.dumps(USERS),
         BROKER_ASSIGNMENT=json.dumps(ASSIGNMENT),
+        BROKER_APPROVAL_RULES=json.dumps(RULES),
     )
     with b.serving():
         yield b
@@ -129,6 +134,32 @@ def test_an_approval_is_answered_by_a_signed_click_and_a_free_text_by_a_modal(
     assert wait_status(api, run["run_id"], "succeeded")["output"]["values"]["agent_name"] == "Ada"
     resolution = api.get(f"/interrupts/{ask['id']}").json()["resolution"]
     assert (resolution["value"], resolution["channel"]) == ("Ada", "slack")
+
+
+@pytest.mark.slow
+def test_a_chain_voted_in_slack_shows_the_votes_so_far(
+    api: httpx.Client, recorder: tuple[Recorder, str]
+) -> None:
+    rec = recorder[0]
+    run = start(api, "counter", {})
+    h = next_interrupt(api, run["run_id"])
+    iid, value = h["id"], f"{h['id']} {h['fingerprint']}"
+    first = json.dumps(posted(rec, iid)["blocks"], ensure_ascii=False)
+    assert "(now: user:alice@example.com). Votes so far: none yet" in first
+
+    assert send(api, click("UALICE", "choice:approve", value)).status_code == 200
+    assert api.get(f"/interrupts/{iid}").json()["status"] == "pending"
+    update = updated(rec, iid, "(now: user:bob@example.com)")
+    assert "Votes so far: ✅ alice@example.com" in json.dumps(update["blocks"], ensure_ascii=False)
+    assert buttons(update) == buttons(posted(rec, iid))  # still answered here
+
+    assert send(api, click("UBOB", "choice:approve", value)).status_code == 200
+    assert wait_status(api, run["run_id"], "succeeded")["output"]["values"]["answer"] == {
+        "approved": True,
+        "votes": api.get(f"/interrupts/{iid}").json()["resolution"]["votes"],
+    }
+    done = updated(rec, iid, "via slack")
+    assert not [b for b in done["blocks"] if b["type"] == "actions"]
 
 
 @pytest.mark.slow

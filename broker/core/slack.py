@@ -35,6 +35,7 @@ ISSUER = "slack"
 UPDATED_ON = frozenset(
     {
         "interrupt.resolved",
+        "interrupt.voted",
         "interrupt.accepted",
         "interrupt.withdrawn",
         "interrupt.expired",

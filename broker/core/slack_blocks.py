@@ -108,12 +108,37 @@ def _question(h: InterruptRecord) -> tuple[str, SectionBlock]:
     return _clip(text), block
 
 
+def _voter(vote: dict[str, Any]) -> str:
+    by = vote.get("by") or {}
+    who = by.get("email") or by.get("sub") or vote.get("resolved_by") or "someone"
+    return f"{'✅' if vote.get('vote') else '❌'} {who}"
+
+
+def _votes(h: InterruptRecord) -> list[Block]:
+    """The rule of an interrupt decided by votes, and the votes so far."""
+    rule = h.rule
+    if not rule:
+        return []
+    if "chain" in rule:
+        steps = rule["chain"]
+        asked = f"Needs each of, in order: {', '.join(steps)}"
+        if len(h.votes) < len(steps):
+            asked += f" (now: {steps[len(h.votes)]})"
+    else:
+        asked = f"Needs {rule.get('quorum')} approvals of {rule.get('of')}"
+    cast = ", ".join(_voter(v) for v in h.votes) if h.votes else "none yet"
+    text = _clip(f"{asked}. Votes so far: {cast}")
+    return [ContextBlock(block_id="votes", elements=[MarkdownTextObject(text=text)])]
+
+
 def message(h: InterruptRecord) -> tuple[str, list[dict[str, Any]]]:
-    """The message asking interrupt ``h``: its fallback text and its blocks."""
+    """The message asking interrupt ``h``: its fallback text and its blocks (with the
+    votes so far, for one decided by votes)."""
     text, question = _question(h)
     blocks: list[Block] = [
         question,
         *_details(h),
+        *_votes(h),
         ActionsBlock(block_id=f"answer:{h.id}", elements=_buttons(h)),
         ContextBlock(elements=[MarkdownTextObject(text=f"Interrupt `{h.id}`")]),
     ]
