@@ -184,6 +184,27 @@ def test_assignees_with_an_email_get_it_at_that_address(
 
 
 @pytest.mark.slow
+def test_an_interrupt_reassigned_is_emailed_to_its_new_assignees(
+    api: httpx.Client, mailing: Broker, smtp: tuple[Inbox, int]
+) -> None:
+    run_id, iid = waiting(api, "scheduling", "Book a call with Alice")
+    assert [rcpts for rcpts, _ in arrived(smtp[0], iid, 1)] == [["alice@example.com"]]
+    moved = api.post(
+        f"/interrupts/{iid}/assign",
+        json={"assignees": ["user:Alice@Example.com", "user:carol@example.com"]},
+    )
+    assert moved.status_code == 200, moved.text
+    got = arrived(smtp[0], iid, 2)
+    assert [rcpts for rcpts, _ in got] == [["alice@example.com"], ["carol@example.com"]]
+    plain, _ = parts(got[1][1])
+    link = re.findall(r"http://\S+/links/\S+", plain)[0]
+    with httpx.Client(timeout=30) as browser:
+        assert browser.post(link, data={"token": link.rsplit("/", 1)[1]}).status_code == 200
+    assert api.get(f"/interrupts/{iid}").json()["resolution"]["channel"] == "link"
+    wait_status(api, run_id, "succeeded", "cancelled")
+
+
+@pytest.mark.slow
 def test_a_refusal_is_retried_and_delivered_once_and_unrouted_ones_are_not_sent(
     api: httpx.Client, mailing: Broker, smtp: tuple[Inbox, int]
 ) -> None:
@@ -255,6 +276,18 @@ def test_routes_and_recipients() -> None:
     assert mail.recipients(rules, event) == ["x@example.com", "y@example.com"]
     assert mail.recipients(rules, {**event, "agent_id": "b"}) == ["y@example.com", "x@example.com"]
     assert mail.recipients(rules, {**event, "type": "interrupt.resolved"}) == []
+    # reassigned: only the assignees it did not name before, and no fixed "to"
+    moved = {
+        "type": "interrupt.assigned",
+        "agent_id": "a",
+        "data": {
+            "interrupt_id": "i",
+            "type": "approval",
+            "previous_assignees": ["user:y@example.com"],
+            "assignees": ["user:y@example.com", "user:Z@example.com", "group:managers"],
+        },
+    }
+    assert mail.recipients(rules, moved) == ["z@example.com"]
     assert (
         mail.recipients(
             mail.routes([{"agent": "a", "to": ["o@example.com"]}]), {**event, "agent_id": "b"}

@@ -1,4 +1,5 @@
-"""Email as an answer channel: who is emailed about a new interrupt, and the email.
+"""Email as an answer channel: who is emailed about a new or reassigned interrupt, and
+the email.
 
 ``BROKER_EMAIL_ROUTES`` is a JSON list of rules::
 
@@ -8,9 +9,11 @@
 A rule without ``agent`` or ``type`` matches any. ``to`` lists addresses; ``assignees:
 true`` adds each assignee of the interrupt that is an email (``user:<email>``; groups
 and other subjects have no address). Every matching rule adds its recipients, and each
-address is emailed once per interrupt. Emails go out over SMTP (``BROKER_SMTP_HOST``;
-unset: email is off) from worker jobs (worker/mailer.py), one per event and recipient,
-and carry one action link per choice (broker/core/links.py), so links must be on.
+address is emailed once per event. An interrupt reassigned later (``interrupt.assigned``)
+is emailed to the assignees with an address that it did not name before, under the
+``assignees: true`` rules. Emails go out over SMTP (``BROKER_SMTP_HOST``; unset: email is
+off) from worker jobs (worker/mailer.py), one per event and recipient, and carry one
+action link per choice (broker/core/links.py), so links must be on.
 """
 
 from __future__ import annotations
@@ -134,19 +137,27 @@ def password(settings: Settings) -> str | None:
 
 
 def recipients(rules: tuple[Route, ...], event: dict[str, Any]) -> list[str]:
-    """Who is emailed about ``event``: only a new interrupt that a rule matches."""
-    if event.get("type") != "interrupt.created" or not rules:
+    """Who is emailed about ``event``: a new interrupt that a rule matches, and an
+    interrupt reassigned (``interrupt.assigned``, by a person or an escalation step) to
+    people it did not name before, under a rule with ``assignees: true``."""
+    kind = event.get("type")
+    if kind not in ("interrupt.created", "interrupt.assigned") or not rules:
         return []
     data = event.get("data") or {}
+    created = kind == "interrupt.created"
+    before = set() if created else set(data.get("previous_assignees") or [])
     out: dict[str, None] = {}
     for rule in rules:
         if not rule.matches(event.get("agent_id"), data.get("type")):
             continue
-        out.update(dict.fromkeys(rule.to))
+        if created:
+            out.update(dict.fromkeys(rule.to))
         if rule.assignees:
             for name in data.get("assignees") or []:
-                kind, _, rest = str(name).partition(":")
-                found = address(rest) if kind == "user" else None
+                if name in before:
+                    continue
+                scheme, _, rest = str(name).partition(":")
+                found = address(rest) if scheme == "user" else None
                 if found:
                     out[found] = None
     return list(out)
