@@ -306,6 +306,7 @@ def test_an_answer_held_survives_a_reload_with_its_undo(tab: Tab, client: httpx.
     expect(held).to_have_count(0)
     expect(mine.get_by_role("button", name="Approve")).to_be_enabled()
     assert read_interrupt(client, iid)["status"] == "pending"
+    assert page.evaluate("sessionStorage.getItem('broker.held')") is None  # forgotten
 
     # withdrawn, it is forgotten: a reload shows the question, to answer again
     page.goto("/")

@@ -180,10 +180,12 @@ def test_workers_killed_during_the_window_still_resume_the_run_once(
     run, got = _held(api)
     for w in broker.workers:
         w.kill()
-    # the kills came inside the window: the answer is still held, the run not resumed
-    held = api.get(f"/interrupts/{got['id']}").json()
-    assert held["status"] == "accepted", held
-    assert _counts(broker, run["thread_id"]) == (0, 0)
+    if time.time() < _ms(got["undo"]["held_until"]) / 1000:
+        # the kills came inside the window (as they do unless the machine is very slow):
+        # the answer is still held, the run not resumed
+        held = api.get(f"/interrupts/{got['id']}").json()
+        assert held["status"] == "accepted", held
+        assert _counts(broker, run["thread_id"]) == (0, 0)
     broker.start_worker()
     done = wait_status(api, run["run_id"], "succeeded", "failed")
     assert done["status"] == "succeeded", done

@@ -18,11 +18,12 @@ A delivery is retried with exponential backoff until it gets a 2xx or has made
 delivery log. The message id stays the same across attempts; the timestamp and the
 signature are fresh for each.
 
-The same dispatcher queues the emails about new interrupts (broker/core/mail.py, sent
-by worker/mailer.py): with email routes configured its group stays open, and each job id
-names the event and the recipient. With Slack on (broker/core/slack.py) it queues the
-Slack jobs (worker/slack.py): a post per new interrupt a route matches, and an update
-when that interrupt is decided or closed.
+The same dispatcher queues the emails about new and reassigned interrupts
+(broker/core/mail.py, sent by worker/mailer.py): with email routes configured its group
+stays open, and each job id names the event and the recipient. With Slack on
+(broker/core/slack.py) it queues the Slack jobs (worker/slack.py): a post per new
+interrupt a route matches, and an update when that interrupt gets a vote, is decided or
+is closed.
 """
 
 from __future__ import annotations
@@ -104,8 +105,8 @@ async def dispatch_loop(
     slack: Slack | None = None,
 ) -> None:
     """Follows the event stream and queues one delivery job per matching subscription,
-    one email job per recipient of a new interrupt that ``email`` routes, and the Slack
-    jobs of the interrupts ``slack`` routes."""
+    one email job per recipient of a new or reassigned interrupt that ``email`` routes,
+    and the Slack jobs of the interrupts ``slack`` routes."""
     always = bool(email or slack)  # channels that need every event
     r, k = store.r, store.keys
     subs = Subscriptions(store, config or {})

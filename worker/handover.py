@@ -59,6 +59,9 @@ async def suspects(store: Store, heartbeat: Heartbeat, *, batch: int = 500) -> l
     holder's lease is freed here, compare-and-delete)."""
     k = store.keys
     r = store.r
+    # heartbeats are judged as of before the reads: a stall of Redis while they wait
+    # ages no heartbeat (all of them are scored from before it)
+    now = now_ms()
     running: list[str] = await r.zrange(k.runs_by_status(RunStatus.RUNNING.value), 0, batch - 1)
     if not running:
         return []
@@ -73,7 +76,6 @@ async def suspects(store: Store, heartbeat: Heartbeat, *, batch: int = 500) -> l
             pipe.get(k.thread_fence(thread_id))
         replies = await pipe.execute()
     workers = dict(await r.zrange(k.workers, 0, -1, withscores=True))
-    now = now_ms()
     out = []
     for (run_id, thread_id, job_id), lease, fence in zip(
         held, replies[::2], replies[1::2], strict=True
@@ -129,5 +131,10 @@ async def hand_on(store: Store, pool: Any, heartbeat: Heartbeat, *, batch: int =
     """Queues a job for every running run no live holder is on; returns how many."""
     found = await suspects(store, heartbeat, batch=batch)
     if any(s.lapsed for s in found):
-        await asyncio.sleep(store.settings.lease_ttl_s * SECOND_LOOK)
+        await between_looks(store)
     return await hand_over(store, pool, found)
+
+
+async def between_looks(store: Store) -> None:
+    """The wait between the two looks at a lapsed lease."""
+    await asyncio.sleep(store.settings.lease_ttl_s * SECOND_LOOK)

@@ -36,7 +36,8 @@ async def loop(store: Store, pool: Any, heartbeat: Heartbeat) -> None:
                 k.reconciler_lock,
                 heartbeat.worker_id,
                 nx=True,
-                px=int(s.reconcile_interval_s * 1000),
+                # a pass, its two waits between looks included
+                px=int((s.reconcile_interval_s + 2 * handover.SECOND_LOOK * s.lease_ttl_s) * 1000),
             ):
                 continue
             await handover.hand_on(store, pool, heartbeat)
@@ -59,7 +60,7 @@ async def reconcile_once(store: Store, pool: Any, *, batch: int = 500) -> int:
     bucket = cutoff // max(int(s.reconcile_grace_s * 1000), 1)
     found = await store.overdue_runs(cutoff, now, batch)
     if found:
-        await asyncio.sleep(s.lease_ttl_s * handover.SECOND_LOOK)
+        await handover.between_looks(store)
     free = await handover.still_lapsed(store.r, k, [t for _, t in found])
     for run_id in (run_id for run_id, thread_id in found if thread_id in free):
         job = await pool.enqueue_job("advance", run_id, _job_id=f"advance:{run_id}:rc{bucket}")

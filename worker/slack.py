@@ -30,6 +30,8 @@ from worker.deliveries import backoff_s
 log = logging.getLogger("worker.slack")
 
 ATTEMPTS = 6
+# How many times one update job sends the message while the interrupt keeps changing.
+UPDATE_ROUNDS = 3
 MESSAGE_TTL_S = 30 * 24 * 3600
 
 
@@ -88,18 +90,30 @@ async def update_slack(ctx: dict[str, Any], interrupt_id: str) -> str:
     where = await store.r.hgetall(store.keys.slack_message(interrupt_id))
     if config is None or not where:
         return "no-message"
-    try:
-        h = await store.interrupt(interrupt_id)
-    except errors.InterruptNotFound:
-        return "dropped"
-    # withdrawn in its undo window: pending again, the buttons come back
-    pending = h.status == InterruptStatus.PENDING
-    text, blocks = slack_blocks.message(h) if pending else slack_blocks.outcome(h)
     client = config.client()
-    try:
-        await asyncio.to_thread(
-            client.chat_update, channel=where["channel"], ts=where["ts"], text=text, blocks=blocks
-        )
-    except (SlackClientError, OSError) as exc:
-        return _failed(ctx, f"updating the message of {interrupt_id}", exc)
+    sent = None
+    # an update that overlaps another (two votes at once) may send an older state last:
+    # so the interrupt is read again after each update, and sent again if it moved on
+    for _ in range(UPDATE_ROUNDS):
+        try:
+            h = await store.interrupt(interrupt_id)
+        except errors.InterruptNotFound:
+            return "dropped" if sent is None else "updated"
+        # withdrawn in its undo window: pending again, the buttons come back
+        pending = h.status == InterruptStatus.PENDING
+        shown = slack_blocks.message(h) if pending else slack_blocks.outcome(h)
+        if shown == sent:
+            break
+        text, blocks = shown
+        try:
+            await asyncio.to_thread(
+                client.chat_update,
+                channel=where["channel"],
+                ts=where["ts"],
+                text=text,
+                blocks=blocks,
+            )
+        except (SlackClientError, OSError) as exc:
+            return _failed(ctx, f"updating the message of {interrupt_id}", exc)
+        sent = shown
     return "updated"

@@ -10,10 +10,11 @@ A rule without ``agent`` or ``type`` matches any. ``to`` lists addresses; ``assi
 true`` adds each assignee of the interrupt that is an email (``user:<email>``; groups
 and other subjects have no address). Every matching rule adds its recipients, and each
 address is emailed once per event. An interrupt reassigned later (``interrupt.assigned``)
-is emailed to the assignees with an address that it did not name before, under the
-``assignees: true`` rules. Emails go out over SMTP (``BROKER_SMTP_HOST``; unset: email is
-off) from worker jobs (worker/mailer.py), one per event and recipient, and carry one
-action link per choice (broker/core/links.py), so links must be on.
+is emailed to the assignees with an address that its assignees just before did not
+name, under the ``assignees: true`` rules. Emails go out over SMTP
+(``BROKER_SMTP_HOST``; unset: email is off) from worker jobs (worker/mailer.py), one per
+event and recipient, and carry one action link per choice (broker/core/links.py), so
+links must be on.
 """
 
 from __future__ import annotations
@@ -139,7 +140,8 @@ def password(settings: Settings) -> str | None:
 def recipients(rules: tuple[Route, ...], event: dict[str, Any]) -> list[str]:
     """Who is emailed about ``event``: a new interrupt that a rule matches, and an
     interrupt reassigned (``interrupt.assigned``, by a person or an escalation step) to
-    people it did not name before, under a rule with ``assignees: true``."""
+    people its assignees just before did not name, under a rule with ``assignees:
+    true``."""
     kind = event.get("type")
     if kind not in ("interrupt.created", "interrupt.assigned") or not rules:
         return []

@@ -47,6 +47,6 @@ class Due:
                 next(replies)
                 continue
             next(replies)
-            if not next(replies):  # a worker holds the thread: it is on it
+            if not next(replies):  # no worker holds the thread (one that does is on it)
                 out.append((run_id, thread_id))
         return out

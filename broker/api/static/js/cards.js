@@ -147,9 +147,11 @@ export function interruptCard(record, hooks = {}) {
     note,
     error,
   ]);
-  // an answer this tab gave before a reload, still held: its countdown and Undo again
+  // an answer this tab gave before a reload, still held (the same hold, not a later
+  // one of someone else's): its countdown and Undo again
   const given = record.status === "accepted" ? keptHeld(record.id) : null;
-  if (given) hold({ ...given.accepted, undo: record.undo ?? given.accepted.undo }, given.value, false);
+  if (given && given.accepted.undo?.held_until === record.undo?.held_until) hold(given.accepted, given.value, false);
+  else if (given) forgetHeld(record.id);
   return card;
 }
 

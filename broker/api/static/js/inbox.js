@@ -10,7 +10,7 @@ import { closeCard, interruptCard, people } from "./cards.js";
 import { h } from "./dom.js";
 import { readFilters, renderCounts, syncOptions } from "./filters.js";
 import { notice } from "./notices.js";
-import { onCard, stillHeld } from "./undo.js";
+import { forgetHeld, onCard, stillHeld } from "./undo.js";
 
 const PAGE = 200;
 const MAX_ITEMS = 2000;
@@ -259,8 +259,7 @@ export class Inbox {
   // answer given elsewhere is held for its undo window ("accepted").
   closed(id, { status, resolution }) {
     const entry = this.items.get(id);
-    // this page's own answer, held: its card counts down until the interrupt resolves
-    if (status === "accepted" && held(entry)) return;
+    if (status === "accepted" && held(entry)) return; // this page's own, counting down
     this.gone.add(id);
     if (!entry || entry.card.classList.contains("closed-card")) return;
     if (entry.card.inflight) {
@@ -273,6 +272,7 @@ export class Inbox {
       : undefined;
     this.items.delete(id);
     entry.card.querySelector("[data-held]")?.stop();
+    forgetHeld(id);
     entry.card.remove();
     notice(this.notices, entry.record, status, resolution);
     this.render();

@@ -5,7 +5,7 @@ import { get, post } from "./api.js";
 import { answerText, commentLine, interruptCard, people, who } from "./cards.js";
 import { fill, h, json, questionText, shortId, time, timeEl } from "./dom.js";
 import { followRun } from "./sse.js";
-import { onCard } from "./undo.js";
+import { forgetHeld, onCard } from "./undo.js";
 import { statusBadge } from "./runs.js";
 import { approvalSummary, voterName, votesBox } from "./votes.js";
 
@@ -135,6 +135,7 @@ export class RunDetail {
       const keep = card.inflight || card.classList.contains("closed-card") || (card.dataset.held && record?.status === "accepted");
       if (record && record.status !== "pending" && !keep) {
         card.querySelector("[data-held]")?.stop();
+        forgetHeld(id);
         card.remove();
         this.cards.delete(id);
       }

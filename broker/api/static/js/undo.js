@@ -30,8 +30,12 @@ function kept() {
 }
 
 function store(all) {
-  if (Object.keys(all).length) sessionStorage.setItem(KEPT, JSON.stringify(all));
-  else sessionStorage.removeItem(KEPT);
+  try {
+    if (Object.keys(all).length) sessionStorage.setItem(KEPT, JSON.stringify(all));
+    else sessionStorage.removeItem(KEPT);
+  } catch {
+    // storage refused (full, or off in this frame): only a reload loses the countdown
+  }
 }
 
 // An answer this tab gave, held: `accepted` is the broker's reply, `value` the answer.
