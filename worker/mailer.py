@@ -1,11 +1,12 @@
 """The email job: one attempt to send one interrupt's email to one recipient.
 
 The webhook dispatcher (worker/deliveries.py) queues it for each recipient of a new or
-reassigned interrupt (broker/core/mail.py), with a job id naming the event and the recipient, so an
-event dispatched twice is emailed once. A transient failure (a 4xx reply, a connection
-that fails or drops, a timeout) is retried with exponential backoff until
-``BROKER_EMAIL_MAX_ATTEMPTS``; a permanent one (5xx) is given up at once. An interrupt
-no longer waiting when its job runs is not emailed. Fresh links are made per attempt.
+reassigned interrupt (broker/core/mail.py), with a job id naming the event and the
+recipient, so an event dispatched twice is emailed once. A transient failure (a 4xx
+reply, a connection that fails or drops, a timeout) is retried with exponential backoff
+until ``BROKER_EMAIL_MAX_ATTEMPTS``; a permanent one (5xx) is given up at once. An
+interrupt no longer waiting when its job runs is not emailed. Fresh links are made per
+attempt.
 """
 
 from __future__ import annotations

@@ -3,13 +3,13 @@ interrupt is decided or closed.
 
 The event dispatcher (worker/deliveries.py) queues ``post_slack`` for an
 ``interrupt.created`` a route matches (broker/core/slack.py), and ``update_slack`` for
-its ``interrupt.resolved``, ``accepted``, ``expired`` or ``cancelled``, whichever channel
-decided it (and ``withdrawn``, which brings the buttons back, and ``voted``, which
-shows the votes so far). The posted message's
-channel and ts are kept (``Keys.slack_message``) for the update. An update that runs
-before the post finds no message; the post then sees the interrupt no longer pending and
-updates the message it just made. A Slack API error or an unreachable API is retried
-with backoff, up to ``ATTEMPTS``.
+its ``interrupt.resolved``, ``accepted``, ``expired`` or ``cancelled``, whichever
+channel decided it (and ``withdrawn``, which brings the buttons back, and ``voted``,
+which shows the votes so far). The posted message's channel and ts are kept
+(``Keys.slack_message``) for the update. An update that runs before the post finds no
+message; the post then sees the interrupt no longer pending and updates the message it
+just made. A Slack API error or an unreachable API is retried with backoff, up to
+``ATTEMPTS``.
 """
 
 from __future__ import annotations
