@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 import httpx
 from slack_sdk.signature import SignatureVerifier
 
+from tests.flow import next_interrupt, start
 from tests.harness import free_port, wait_until
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -132,3 +133,13 @@ def updated(rec: Recorder, iid: str, text: str) -> dict[str, Any]:
         return next((u for u in rec.of("chat.update", iid) if text in json.dumps(u)), None)
 
     return wait_until(found, "the message update")
+
+
+def asked(
+    api: httpx.Client, agent: str, text: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """A run of ``agent`` (``text``: the user's message) at its first question: the run,
+    the interrupt, and the value its message's buttons carry (its id and fingerprint)."""
+    run = start(api, agent, {"messages": [{"role": "user", "content": text}]} if text else {})
+    h = next_interrupt(api, run["run_id"])
+    return run, h, f"{h['id']} {h['fingerprint']}"

@@ -24,6 +24,7 @@ from tests.harness import Broker
 from tests.slack_api import (
     SECRET,
     Recorder,
+    asked,
     buttons,
     click,
     opened,
@@ -89,9 +90,8 @@ def test_an_approval_is_answered_by_a_signed_click_and_a_free_text_by_a_modal(
     api: httpx.Client, recorder: tuple[Recorder, str]
 ) -> None:
     rec = recorder[0]
-    run = start(api, "naming", {"messages": [{"role": "user", "content": "hello"}]})
-    h = next_interrupt(api, run["run_id"])
-    iid, value = h["id"], f"{h['id']} {h['fingerprint']}"
+    run, h, value = asked(api, "naming", "hello")
+    iid = h["id"]
     message = posted(rec, iid)
     assert message["channel"] == "CNAMING"
     assert buttons(message) == [
@@ -141,9 +141,8 @@ def test_a_chain_voted_in_slack_shows_the_votes_so_far(
     api: httpx.Client, recorder: tuple[Recorder, str]
 ) -> None:
     rec = recorder[0]
-    run = start(api, "counter", {})
-    h = next_interrupt(api, run["run_id"])
-    iid, value = h["id"], f"{h['id']} {h['fingerprint']}"
+    run, h, value = asked(api, "counter")
+    iid = h["id"]
     first = json.dumps(posted(rec, iid)["blocks"], ensure_ascii=False)
     assert "(now: user:alice@example.com). Votes so far: none yet" in first
 
@@ -167,9 +166,8 @@ def test_slots_apply_assignment_and_an_answer_elsewhere_updates_the_message(
     api: httpx.Client, recorder: tuple[Recorder, str]
 ) -> None:
     rec = recorder[0]
-    run = start(api, "scheduling", {"messages": [{"role": "user", "content": "Book a call"}]})
-    h = next_interrupt(api, run["run_id"])
-    iid, value = h["id"], f"{h['id']} {h['fingerprint']}"
+    _, h, value = asked(api, "scheduling", "Book a call")
+    iid = h["id"]
     shown = buttons(posted(rec, iid))
     slots = h["value"]["slots"]
     assert shown == [
@@ -196,10 +194,8 @@ def test_a_tool_review_is_edited_in_a_modal(
     api: httpx.Client, recorder: tuple[Recorder, str]
 ) -> None:
     rec = recorder[0]
-    text = "Send an email to bob@example.com"
-    run = start(api, "tool_approval", {"messages": [{"role": "user", "content": text}]})
-    h = next_interrupt(api, run["run_id"])
-    iid, value = h["id"], f"{h['id']} {h['fingerprint']}"
+    run, h, value = asked(api, "tool_approval", "Send an email to bob@example.com")
+    iid = h["id"]
     message = posted(rec, iid)
     assert buttons(message) == [
         ("choice:approve", value, "Approve"),
@@ -251,10 +247,8 @@ def test_a_tool_review_is_rejected_with_a_reason_from_a_modal(
     api: httpx.Client, recorder: tuple[Recorder, str]
 ) -> None:
     rec = recorder[0]
-    text = "Send an email to bob@example.com"
-    run = start(api, "tool_approval", {"messages": [{"role": "user", "content": text}]})
-    h = next_interrupt(api, run["run_id"])
-    iid, value = h["id"], f"{h['id']} {h['fingerprint']}"
+    run, h, value = asked(api, "tool_approval", "Send an email to bob@example.com")
+    iid = h["id"]
     posted(rec, iid)
     assert send(api, click("UALICE", "modal:reject", value)).status_code == 200
     view = opened(rec, iid)

@@ -16,7 +16,17 @@ import pytest
 
 from tests.flow import next_interrupt, start, wait_status
 from tests.harness import TEST_AGENTS, Broker
-from tests.slack_api import SECRET, Recorder, buttons, click, opened, posted, send, serving
+from tests.slack_api import (
+    SECRET,
+    Recorder,
+    asked,
+    buttons,
+    click,
+    opened,
+    posted,
+    send,
+    serving,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -75,9 +85,8 @@ def test_a_review_of_several_actions_is_decided_per_action_in_one_modal(
     api: httpx.Client, recorder: tuple[Recorder, str]
 ) -> None:
     rec = recorder[0]
-    run = start(api, "review", {})
-    h = next_interrupt(api, run["run_id"])
-    iid, value = h["id"], f"{h['id']} {h['fingerprint']}"
+    run, h, value = asked(api, "review")
+    iid = h["id"]
     email, delete = h["value"]["action_requests"]
     message = posted(rec, iid)
     assert message["channel"] == "CREVIEW"
