@@ -143,3 +143,14 @@ def asked(
     run = start(api, agent, {"messages": [{"role": "user", "content": text}]} if text else {})
     h = next_interrupt(api, run["run_id"])
     return run, h, f"{h['id']} {h['fingerprint']}"
+
+
+def slack_env(api_url: str, routes: list[Any], users: dict[str, str]) -> dict[str, str]:
+    """A broker's Slack settings against the stand-in at ``api_url``."""
+    return {
+        "BROKER_SLACK_BOT_TOKEN": "xoxb-test",
+        "BROKER_SLACK_SIGNING_SECRET": SECRET,
+        "BROKER_SLACK_API_URL": api_url,
+        "BROKER_SLACK_ROUTES": json.dumps(routes),
+        "BROKER_SLACK_USERS": json.dumps(users),
+    }

@@ -32,6 +32,7 @@ from tests.slack_api import (
     replies,
     send,
     serving,
+    slack_env,
     submit,
     updated,
 )
@@ -63,11 +64,7 @@ def broker(
         redis_url,
         f"ibt{uuid.uuid4().hex[:10]}",
         tmp_path_factory.mktemp("slack"),
-        BROKER_SLACK_BOT_TOKEN="xoxb-test",
-        BROKER_SLACK_SIGNING_SECRET=SECRET,
-        BROKER_SLACK_API_URL=recorder[1],
-        BROKER_SLACK_ROUTES=json.dumps(ROUTES),
-        BROKER_SLACK_USERS=json.dumps(USERS),
+        **slack_env(recorder[1], ROUTES, USERS),
         BROKER_ASSIGNMENT=json.dumps(ASSIGNMENT),
         BROKER_APPROVAL_RULES=json.dumps(RULES),
     )

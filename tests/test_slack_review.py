@@ -17,7 +17,6 @@ import pytest
 from tests.flow import next_interrupt, start, wait_status
 from tests.harness import TEST_AGENTS, Broker
 from tests.slack_api import (
-    SECRET,
     Recorder,
     asked,
     buttons,
@@ -26,6 +25,7 @@ from tests.slack_api import (
     posted,
     send,
     serving,
+    slack_env,
 )
 
 pytestmark = pytest.mark.slow
@@ -46,11 +46,11 @@ def broker(
         f"ibt{uuid.uuid4().hex[:10]}",
         tmp_path_factory.mktemp("slackreview"),
         BROKER_AGENTS=f"{TEST_AGENTS},review=tests.dashboard_graphs:review",
-        BROKER_SLACK_BOT_TOKEN="xoxb-test",
-        BROKER_SLACK_SIGNING_SECRET=SECRET,
-        BROKER_SLACK_API_URL=recorder[1],
-        BROKER_SLACK_ROUTES=json.dumps([{"agent": "review", "channel": "CREVIEW"}]),
-        BROKER_SLACK_USERS=json.dumps({"UALICE": "user:alice@example.com"}),
+        **slack_env(
+            recorder[1],
+            [{"agent": "review", "channel": "CREVIEW"}],
+            {"UALICE": "user:alice@example.com"},
+        ),
     )
     with b.serving():
         yield b
